@@ -1,0 +1,1 @@
+"""HTTP API (FastAPI). Pydantic models live only here."""

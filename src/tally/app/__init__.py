@@ -1,0 +1,1 @@
+"""Use cases, one per module, each reading gather → decide → apply."""

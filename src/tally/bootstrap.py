@@ -1,0 +1,34 @@
+"""The composition root: builds everything from settings. Nothing happens at import time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
+
+from tally.adapters.clock import Clock, SystemClock
+from tally.adapters.postgres import database
+from tally.settings import Settings
+
+
+@dataclass
+class Tally:
+    """What the entrypoints (API, CLI, worker) share: settings, the database, the clock."""
+
+    settings: Settings
+    database_url: str
+    engine: Engine
+    clock: Clock = field(default_factory=SystemClock)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def build(settings: Settings | None = None, *, migrate: bool = True, clock: Clock | None = None) -> Tally:
+    """Resolve the database (starting the embedded server if needed), migrate, and wire the parts."""
+    settings = settings or Settings()
+    url = database.resolve_database_url(settings.database_url, settings.data_dir, settings.database_name)
+    if migrate:
+        database.upgrade(url)
+    engine = database.make_engine(url, pool_size=settings.database_pool_size)
+    return Tally(settings=settings, database_url=url, engine=engine, clock=clock or SystemClock())

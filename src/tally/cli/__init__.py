@@ -1,0 +1,25 @@
+"""The `tally` command. Each command group lives in its own module and registers here."""
+
+from __future__ import annotations
+
+import typer
+
+from tally.cli import api_keys, bench, db, demo, ledger, server, worker
+
+app = typer.Typer(
+    name="tally",
+    help="Tally: usage-based billing with a double-entry ledger.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+app.add_typer(db.app, name="db")
+app.add_typer(api_keys.app, name="api-keys")
+app.add_typer(ledger.app, name="ledger")
+app.add_typer(bench.app, name="bench")
+server.register(app)
+worker.register(app)
+demo.register(app)
+
+
+def main() -> None:
+    app()

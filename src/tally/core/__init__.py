@@ -1,0 +1,1 @@
+"""The pure core: standard library only, no clock, no ids, no I/O. Inputs in, decisions out."""

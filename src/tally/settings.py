@@ -1,0 +1,68 @@
+"""Settings, read once at start-up from `TALLY_*` environment variables and an optional TOML file.
+
+Precedence, highest first: environment variables, the file named by `TALLY_CONFIG_FILE` (or
+`tally.toml` in the working directory), then the defaults below.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+
+class _TomlFileSource(PydanticBaseSettingsSource):
+    """Reads the optional config file; keys are the setting names without the `TALLY_` prefix."""
+
+    def __init__(self, settings_cls: type[BaseSettings]) -> None:
+        super().__init__(settings_cls)
+        path = Path(os.environ.get("TALLY_CONFIG_FILE", "tally.toml"))
+        self._values: dict[str, Any] = tomllib.loads(path.read_text()) if path.is_file() else {}
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._values.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return {key: value for key, value in self._values.items() if key in self.settings_cls.model_fields}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TALLY_", extra="ignore", frozen=True)
+
+    # An external PostgreSQL 15+ (postgresql://user:pass@host:5432/db). Empty: the embedded server.
+    database_url: str | None = None
+    # Where the embedded PostgreSQL keeps its data.
+    data_dir: Path = Path(".tally/pgdata")
+    database_name: str = "tally"
+    database_pool_size: int = Field(default=10, ge=1, le=200)
+
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=1, le=65535)
+    api_workers: int = Field(default=1, ge=1, le=64)
+
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["json", "console"] = "json"
+
+    # Requests larger than this are refused before they are read.
+    request_body_bytes_max: int = Field(default=10 * 1024 * 1024, ge=1024)
+    # How long a stored Idempotency-Key response is replayed, and when an in-flight one may be taken over.
+    idempotency_retention_hours: int = Field(default=24, ge=1)
+    idempotency_lock_seconds: int = Field(default=60, ge=1)
+
+    # The ledger integrity check, run by the worker on this cron schedule.
+    integrity_check_cron: str = "*/15 * * * *"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _TomlFileSource(settings_cls))

@@ -1,0 +1,1 @@
+"""Durable jobs (DBOS): workflows, queues and schedules checkpointed in PostgreSQL."""

@@ -89,9 +89,7 @@ def currency(code: str) -> Unit:
     """The ISO 4217 currency `code`, or a rejection `currency_must_be_known`."""
     minor_units = ISO_4217_MINOR_UNITS.get(code)
     if minor_units is None:
-        raise Rejected.because(
-            "currency_must_be_known", f"{code!r} is not an ISO 4217 currency code", "currency"
-        )
+        raise Rejected.because("currency_must_be_known", f"{code!r} is not an ISO 4217 currency code", "currency")
     return Unit(code=code, scale=minor_units)
 
 
@@ -156,9 +154,7 @@ def allocate(amount_minor: int, weights: Sequence[int | Decimal]) -> list[int]:
     sign = -1 if amount_minor < 0 else 1
     magnitude = abs(amount_minor)
     shares = [
-        COMPUTATION_CONTEXT.divide(
-            COMPUTATION_CONTEXT.multiply(Decimal(magnitude), Decimal(weight)), weight_total
-        )
+        COMPUTATION_CONTEXT.divide(COMPUTATION_CONTEXT.multiply(Decimal(magnitude), Decimal(weight)), weight_total)
         for weight in weights
     ]
     parts = [int(share.to_integral_value(rounding=decimal.ROUND_FLOOR)) for share in shares]

@@ -1,0 +1,52 @@
+"""Unit-of-work helpers: a psycopg transaction from the SQLAlchemy pool, retried when PostgreSQL asks."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg import errors
+from sqlalchemy import Engine
+
+T = TypeVar("T")
+
+# Transient failures that a fresh attempt resolves: PostgreSQL itself says so.
+RETRYABLE = (errors.SerializationFailure, errors.DeadlockDetected, errors.LockNotAvailable)
+ATTEMPTS_MAX = 12
+
+
+class RetryRequested(Exception):
+    """Raised inside a unit of work to roll back and run it again (e.g. a lost idempotency race)."""
+
+
+@contextmanager
+def psycopg_transaction(engine: Engine) -> Iterator[psycopg.Connection[Any]]:
+    """One database transaction on a pooled connection: commit on success, roll back on any error."""
+    with engine.connect() as connection:
+        raw = connection.connection.driver_connection
+        if not isinstance(raw, psycopg.Connection):  # pragma: no cover - configuration error
+            raise TypeError("tally needs the psycopg 3 driver")
+        try:
+            yield raw
+            raw.commit()
+        except BaseException:
+            raw.rollback()
+            raise
+
+
+def run_in_transaction(engine: Engine, work: Callable[[psycopg.Connection[Any]], T]) -> T:
+    """Run `work` in a transaction, again from scratch on deadlocks, serialization failures and
+    `RetryRequested`, with jittered backoff. Anything else propagates after rollback."""
+    for attempt in range(1, ATTEMPTS_MAX + 1):
+        try:
+            with psycopg_transaction(engine) as connection:
+                return work(connection)
+        except (*RETRYABLE, RetryRequested):
+            if attempt == ATTEMPTS_MAX:
+                raise
+            time.sleep(random.uniform(0, 0.002 * 2 ** min(attempt, 8)))
+    raise AssertionError("unreachable")  # pragma: no cover

@@ -1,0 +1,1 @@
+"""The double-entry ledger's pure rules: accounts, transactions, balances, the chart, templates."""

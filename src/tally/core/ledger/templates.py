@@ -98,3 +98,26 @@ def promotional_credits_granted(event: PromotionalCreditsGranted) -> Posting:
         ),
         description="promotional credits granted",
     )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CreditsApplied:
+    customer_id: str
+    unit_code: str
+    amount: int
+
+
+def credits_applied(event: CreditsApplied) -> Posting:
+    """A customer's credit balance pays down what they owe. Posted pending, it is a hold on credits."""
+    return Posting(
+        template="credits_applied",
+        entries=(
+            TemplateEntry(
+                AccountRef("customer_credit", event.unit_code, event.customer_id), Direction.DEBIT, event.amount
+            ),
+            TemplateEntry(
+                AccountRef("accounts_receivable", event.unit_code, event.customer_id), Direction.CREDIT, event.amount
+            ),
+        ),
+        description="credits applied",
+    )

@@ -11,6 +11,15 @@ import threading
 import time
 import uuid
 
+# The prefix of each kind of id on the wire (API, CLI, logs). Stable: clients store these.
+TENANT = "ten"
+API_KEY = "key"
+ACCOUNT = "acct"
+TRANSACTION = "txn"
+ENTRY = "ent"
+REQUEST = "req"
+INTEGRITY_RUN = "irun"
+
 _CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
 _DECODE = {character: value for value, character in enumerate(_CROCKFORD)}
 _ENCODED_LENGTH = 26

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import NoReturn
 
+import typer
 from rich.console import Console
 
+from tally.adapters.ids import parse_id
 from tally.bootstrap import Tally, build
+from tally.core.rejections import Rejected
 
 console = Console()
 error_console = Console(stderr=True)
@@ -20,3 +25,41 @@ def open_tally(*, migrate: bool = True) -> Iterator[Tally]:
         yield tally
     finally:
         tally.close()
+
+
+def resolve_tenant(tally: Tally, tenant: str | None) -> uuid.UUID:
+    """A tenant by id (`ten_…` or UUID) or by name; with none given, the only tenant there is."""
+    from tally.app.tenants import find_tenants_by_name, list_tenants
+
+    if tenant is None:
+        tenants = list_tenants(tally.engine)
+        if len(tenants) != 1:
+            fail("tenant_required", "give --tenant (or TALLY_TENANT): there is not exactly one tenant")
+        return tenants[0].id
+    parsed = parse_id("ten", tenant)
+    if parsed is None:
+        try:
+            parsed = uuid.UUID(tenant)
+        except ValueError:
+            parsed = None
+    if parsed is not None:
+        return parsed
+    found = find_tenants_by_name(tally.engine, tenant)
+    if len(found) != 1:
+        fail("tenant_not_found" if not found else "tenant_name_ambiguous", f"{len(found)} tenants named {tenant!r}")
+    return found[0].id
+
+
+def fail(code: str, message: str) -> NoReturn:
+    error_console.print(f"[bold red]{code}[/bold red]: {message}")
+    raise typer.Exit(1)
+
+
+@contextmanager
+def rejections_as_errors() -> Iterator[None]:
+    """Turn an expected rejection into a one-line error and exit code 1."""
+    try:
+        yield
+    except Rejected as rejected:
+        field = f" ({rejected.rejection.field})" if rejected.rejection.field else ""
+        fail(rejected.rejection.code, rejected.rejection.message + field)

@@ -37,13 +37,26 @@ def database_url() -> Iterator[str]:
     """A freshly migrated database for this test process (one per xdist worker)."""
     server_url = _server_url()
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-    name = f"tally_test_{worker}"
+    # The pid keeps concurrent test runs on one server (and their xdist workers) apart.
+    name = f"tally_test_{worker}_{os.getpid()}"
     with psycopg.connect(server_url, autocommit=True) as connection:
-        connection.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        _drop_abandoned_databases(connection)
         connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     url = with_database(server_url, name)
     database.upgrade(url)
     yield url
+    with psycopg.connect(server_url, autocommit=True) as connection:
+        for database_name in (name, f"{name}_dbos"):
+            connection.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database_name)))
+
+
+def _drop_abandoned_databases(connection: psycopg.Connection) -> None:
+    """Test databases whose pytest process is gone (killed runs) are dropped."""
+    names = [row[0] for row in connection.execute("SELECT datname FROM pg_database WHERE datname LIKE 'tally_test_%'")]
+    for name in names:
+        pid = name.removesuffix("_dbos").rsplit("_", 1)[-1]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            connection.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 @pytest.fixture(scope="session")

@@ -45,9 +45,9 @@ def test_posting_moves_cached_balances_and_entries(tally: Tally, tenant_id: uuid
     assert account_balance(tally.engine, tenant_id, bob.id).posted == 2_500
     # Funding debits the credit-normal equity account, so its balance in its normal direction is negative.
     assert account_balance(tally.engine, tenant_id, source.id).posted == -10_000
-    entries, has_more = list_entries(tally.engine, tenant_id, EntryFilter(account_id=bob.id))
-    assert [(entry.direction, entry.amount) for entry in entries] == [("credit", 2_500)]
-    assert not has_more
+    page = list_entries(tally.engine, tenant_id, EntryFilter(account_id=bob.id))
+    assert [(entry.direction, entry.amount) for entry in page.items] == [("credit", 2_500)]
+    assert not page.has_more
 
 
 def test_identical_replay_returns_the_original_and_moves_nothing(tally: Tally, tenant_id: uuid.UUID) -> None:

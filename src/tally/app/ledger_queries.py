@@ -5,16 +5,17 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine
 
+from tally.adapters.pagination import Page, PageRequest
 from tally.adapters.postgres import ledger as store
 from tally.adapters.postgres.connections import psycopg_transaction
 from tally.core.ledger.model import Balances, Direction
 from tally.core.rejections import Rejected
 
-PAGE_SIZE_MAX = 100
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +102,7 @@ class BalanceGroup:
     normal_balance: Direction | None  # set when the group has one normal balance
 
 
-GROUPINGS = {"type": "type", "code": "code", "customer": "customer_id", "owner": "owner"}
+GROUPINGS = ("type", "code", "customer", "owner")
 
 
 def aggregated_balances(
@@ -116,7 +117,7 @@ def aggregated_balances(
     """Sums of current balances grouped by type, code, customer or owner, always per unit."""
     for name in group_by:
         if name not in GROUPINGS:
-            raise Rejected.because("group_by_must_be_known", f"group_by is one of {sorted(GROUPINGS)}", "group_by")
+            raise Rejected.because("group_by_must_be_known", f"group_by is one of {', '.join(GROUPINGS)}", "group_by")
     expressions = {
         "type": "type",
         "code": "code",
@@ -172,19 +173,34 @@ class EntryFilter:
     phase: str | None = None
 
 
+def _page_query(select: str, filters: list[str], parameters: dict[str, Any], page: PageRequest, id_column: str) -> str:
+    """Keyset pagination in id order (oldest first): the cursor condition, the order, one extra row."""
+    if page.starting_after is not None:
+        filters.append(f"{id_column} > %(starting_after)s")
+        parameters["starting_after"] = page.starting_after
+    if page.ending_before is not None:
+        filters.append(f"{id_column} < %(ending_before)s")
+        parameters["ending_before"] = page.ending_before
+    parameters["limit"] = page.limit + 1
+    order = "DESC" if page.backwards else "ASC"
+    return f"{select} WHERE {' AND '.join(filters)} ORDER BY {id_column} {order} LIMIT %(limit)s"
+
+
+def _page(rows: list[T], page: PageRequest) -> Page[T]:
+    has_more = len(rows) > page.limit
+    rows = rows[: page.limit]
+    if page.backwards:
+        rows.reverse()
+    return Page(items=rows, has_more=has_more, backwards=page.backwards)
+
+
 def list_entries(
-    engine: Engine,
-    tenant_id: uuid.UUID,
-    entry_filter: EntryFilter,
-    *,
-    limit: int = 20,
-    starting_after: uuid.UUID | None = None,
-) -> tuple[list[store.EntryRow], bool]:
-    """Entries in id (creation) order after the cursor; returns the page and whether more exist."""
-    if not 1 <= limit <= PAGE_SIZE_MAX:
-        raise Rejected.because("limit_out_of_range", f"limit is 1 to {PAGE_SIZE_MAX}", "limit")
+    engine: Engine, tenant_id: uuid.UUID, entry_filter: EntryFilter, page: PageRequest | None = None
+) -> Page[store.EntryRow]:
+    """Entries in id (creation) order, filtered."""
+    page = page or PageRequest()
     filters = ["e.tenant_id = %(tenant_id)s"]
-    parameters: dict[str, Any] = {"tenant_id": tenant_id, "limit": limit + 1}
+    parameters: dict[str, Any] = {"tenant_id": tenant_id}
     conditions = {
         "account_id": "e.account_id = %(account_id)s",
         "transaction_id": "e.transaction_id = %(transaction_id)s",
@@ -199,15 +215,12 @@ def list_entries(
         if value is not None:
             filters.append(condition)
             parameters[name] = value
-    if starting_after is not None:
-        filters.append("e.id > %(starting_after)s")
-        parameters["starting_after"] = starting_after
     join = "JOIN ledger_accounts a ON a.id = e.account_id" if entry_filter.customer_id is not None else ""
     columns = ", ".join(f"e.{column.strip()}" for column in store.ENTRY_COLUMNS.split(","))
-    query = f"SELECT {columns} FROM ledger_entries e {join} WHERE {' AND '.join(filters)} ORDER BY e.id LIMIT %(limit)s"
+    query = _page_query(f"SELECT {columns} FROM ledger_entries e {join}", filters, parameters, page, "e.id")
     with psycopg_transaction(engine) as connection:
         rows = [store.EntryRow(*row) for row in connection.execute(query, parameters).fetchall()]
-    return rows[:limit], len(rows) > limit
+    return _page(rows, page)
 
 
 def list_accounts(
@@ -217,26 +230,19 @@ def list_accounts(
     customer_id: str | None = None,
     code: str | None = None,
     unit_code: str | None = None,
-    limit: int = 20,
-    starting_after: uuid.UUID | None = None,
-) -> tuple[list[store.AccountRow], bool]:
-    if not 1 <= limit <= PAGE_SIZE_MAX:
-        raise Rejected.because("limit_out_of_range", f"limit is 1 to {PAGE_SIZE_MAX}", "limit")
+    page: PageRequest | None = None,
+) -> Page[store.AccountRow]:
+    page = page or PageRequest()
     filters = ["tenant_id = %(tenant_id)s"]
-    parameters: dict[str, Any] = {"tenant_id": tenant_id, "limit": limit + 1}
+    parameters: dict[str, Any] = {"tenant_id": tenant_id}
     for name, value in (("customer_id", customer_id), ("code", code), ("unit_code", unit_code)):
         if value is not None:
             filters.append(f"{name} = %({name})s")
             parameters[name] = value
-    if starting_after is not None:
-        filters.append("id > %(starting_after)s")
-        parameters["starting_after"] = starting_after
-    query = (
-        f"SELECT {store.ACCOUNT_COLUMNS} FROM ledger_accounts WHERE {' AND '.join(filters)} ORDER BY id LIMIT %(limit)s"
-    )
+    query = _page_query(f"SELECT {store.ACCOUNT_COLUMNS} FROM ledger_accounts", filters, parameters, page, "id")
     with psycopg_transaction(engine) as connection:
         rows = [store.AccountRow(*row) for row in connection.execute(query, parameters).fetchall()]
-    return rows[:limit], len(rows) > limit
+    return _page(rows, page)
 
 
 def list_transactions(
@@ -244,27 +250,17 @@ def list_transactions(
     tenant_id: uuid.UUID,
     *,
     reference: str | None = None,
-    limit: int = 20,
-    starting_after: uuid.UUID | None = None,
-) -> tuple[list[store.TransactionRow], bool]:
-    if not 1 <= limit <= PAGE_SIZE_MAX:
-        raise Rejected.because("limit_out_of_range", f"limit is 1 to {PAGE_SIZE_MAX}", "limit")
-    filters = ["tenant_id = %s"]
-    parameters: list[Any] = [tenant_id]
+    page: PageRequest | None = None,
+) -> Page[store.TransactionRow]:
+    page = page or PageRequest()
+    filters = ["tenant_id = %(tenant_id)s"]
+    parameters: dict[str, Any] = {"tenant_id": tenant_id}
     if reference is not None:
-        filters.append("reference = %s")
-        parameters.append(reference)
-    if starting_after is not None:
-        filters.append("id > %s")
-        parameters.append(starting_after)
+        filters.append("reference = %(reference)s")
+        parameters["reference"] = reference
+    query = _page_query("SELECT id FROM ledger_transactions", filters, parameters, page, "id")
     with psycopg_transaction(engine) as connection:
-        ids = [
-            row[0]
-            for row in connection.execute(
-                f"SELECT id FROM ledger_transactions WHERE {' AND '.join(filters)} ORDER BY id LIMIT %s",
-                [*parameters, limit + 1],
-            ).fetchall()
-        ]
-        page = ids[:limit]
-        rows = store.transactions_by_ids(connection, tenant_id, page)
-    return rows, len(ids) > limit
+        ids = [row[0] for row in connection.execute(query, parameters).fetchall()]
+        found = _page(ids, page)
+        rows = store.transactions_by_ids(connection, tenant_id, list(found.items))
+    return Page(items=rows, has_more=found.has_more, backwards=found.backwards)

@@ -17,6 +17,7 @@ import typer
 from rich.table import Table
 
 from tally.adapters import ids
+from tally.adapters.pagination import LIMIT_MAX, PageRequest
 from tally.app.check_ledger_integrity import run_integrity_check
 from tally.app.ledger_accounts import AccountInput, create_account
 from tally.app.ledger_queries import EntryFilter, account_balance, aggregated_balances, get_transaction, list_entries
@@ -121,9 +122,14 @@ def accounts_list(
             table.add_column(column)
         cursor: uuid.UUID | None = None
         while True:
-            rows, has_more = list_accounts(
-                tally.engine, tenant_id, customer_id=customer, unit_code=unit, limit=100, starting_after=cursor
+            found = list_accounts(
+                tally.engine,
+                tenant_id,
+                customer_id=customer,
+                unit_code=unit,
+                page=PageRequest(limit=LIMIT_MAX, starting_after=cursor),
             )
+            rows = list(found.items)
             for row in rows:
                 balances = row.to_core().balances
                 normal = Direction(row.normal_balance)
@@ -136,7 +142,7 @@ def accounts_list(
                     f"{balances.pending(normal):,}",
                     f"{balances.available(normal):,}",
                 )
-            if not has_more or not rows:
+            if not found.has_more or not rows:
                 break
             cursor = rows[-1].id
         console.print(table)
@@ -324,12 +330,13 @@ def entries(
 ) -> None:
     """Entries, oldest first, filtered by account or customer."""
     with open_tally() as tally, rejections_as_errors():
-        rows, has_more = list_entries(
+        found = list_entries(
             tally.engine,
             resolve_tenant(tally, tenant),
             EntryFilter(account_id=_account_id(account) if account else None, customer_id=customer),
-            limit=limit,
+            PageRequest(limit=limit),
         )
+    rows, has_more = found.items, found.has_more
     table = Table(title="Ledger entries" + (" (more: raise --limit or filter)" if has_more else ""))
     for column in ("effective_at", "transaction", "account", "direction", "amount", "unit", "phase"):
         table.add_column(column)

@@ -16,6 +16,7 @@ from tally.core.ledger.model import Balances, Direction
 from tally.core.rejections import Rejected
 
 T = TypeVar("T")
+LedgerEntry = store.EntryRow
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,9 +216,13 @@ def list_entries(
         if value is not None:
             filters.append(condition)
             parameters[name] = value
-    join = "JOIN ledger_accounts a ON a.id = e.account_id" if entry_filter.customer_id is not None else ""
+    join = "JOIN ledger_transactions t ON t.id = e.transaction_id"
+    if entry_filter.customer_id is not None:
+        join += " JOIN ledger_accounts a ON a.id = e.account_id"
     columns = ", ".join(f"e.{column.strip()}" for column in store.ENTRY_COLUMNS.split(","))
-    query = _page_query(f"SELECT {columns} FROM ledger_entries e {join}", filters, parameters, page, "e.id")
+    query = _page_query(
+        f"SELECT {columns}, t.recorded_at FROM ledger_entries e {join}", filters, parameters, page, "e.id"
+    )
     with psycopg_transaction(engine) as connection:
         rows = [store.EntryRow(*row) for row in connection.execute(query, parameters).fetchall()]
     return _page(rows, page)

@@ -73,6 +73,7 @@ class EntryRow:
     unit_code: str
     phase: str
     effective_at: datetime
+    recorded_at: datetime | None = None  # filled where an entry is listed on its own
 
 
 @dataclass(frozen=True, slots=True)

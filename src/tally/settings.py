@@ -55,6 +55,21 @@ class Settings(BaseSettings):
 
     # The ledger integrity check, run by the worker on this cron schedule.
     integrity_check_cron: str = "*/15 * * * *"
+    # Expired Idempotency-Key responses are deleted by the worker on this cron schedule.
+    idempotency_purge_cron: str = "7 * * * *"
+
+    # The job runner (DBOS) keeps its checkpoints in a `dbos` schema of tally's own database, so a job
+    # can be enqueued in the same transaction as the rows it is about; this moves them elsewhere.
+    worker_system_database_url: str | None = None
+    # A worker's name, stable across restarts: a restarted worker resumes what its killed predecessor
+    # left unfinished. Several workers need one distinct, stable name each (e.g. a StatefulSet pod).
+    worker_executor_id: str = Field(default="local", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+    # Workers only resume workflows started by the same version. Empty: tally's package version.
+    worker_application_version: str | None = None
+    # How long a stopping worker lets running workflows finish before leaving them to the next start.
+    worker_shutdown_grace_seconds: int = Field(default=10, ge=0, le=3600)
+    # `tally worker` serves Prometheus metrics on this port (on `api_host`); 0 serves none.
+    worker_metrics_port: int = Field(default=0, ge=0, le=65535)
 
     @classmethod
     def settings_customise_sources(

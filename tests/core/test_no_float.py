@@ -27,15 +27,18 @@ def _float_uses(tree: ast.AST) -> list[int]:
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "isinstance"
         for argument in node.args[1:]
     }
-    lines = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Name) and node.id == "float" and id(node) not in refusals:
-            lines.append(node.lineno)
-        elif isinstance(node, ast.Constant) and isinstance(node.value, float):
-            lines.append(node.lineno)
-        elif isinstance(node, ast.Attribute) and node.attr in {"fromfloat", "from_float"}:
-            lines.append(node.lineno)
-    return lines
+    return [node.lineno for node in ast.walk(tree) if _is_float_use(node, refusals)]
+
+
+def _is_float_use(node: ast.AST, refusals: set[int]) -> bool:
+    match node:
+        case ast.Name(id="float"):
+            return id(node) not in refusals
+        case ast.Constant(value=float()):
+            return True
+        case ast.Attribute(attr="fromfloat" | "from_float"):
+            return True
+    return False
 
 
 def test_no_float_in_money_and_quantity_paths() -> None:

@@ -32,7 +32,7 @@ from tally.adapters.postgres import tenants as tenant_rows
 from tally.core.rejections import Rejected
 
 SCOPES = frozenset({"admin", "ingest", "read"})
-SECRET_PREFIX = "tally_sk_"
+SECRET_PREFIX = "tally_sk_"  # noqa: S105 - a prefix, not a secret
 SECRET_RANDOM_BYTES = 32
 SECRET_LENGTH_MAX = 200
 NAME_LENGTH_MAX = 200
@@ -171,9 +171,7 @@ def authenticate(engine: Engine, secret: str) -> Principal | None:
     if row is None or row["revoked_at"] is not None:
         principal = None
     else:
-        principal = Principal(
-            tenant_id=row["tenant_id"], api_key_id=row["id"], scopes=frozenset(row["scopes"])
-        )
+        principal = Principal(tenant_id=row["tenant_id"], api_key_id=row["id"], scopes=frozenset(row["scopes"]))
     _cache.put(cache_key, principal)
     return principal
 
@@ -213,9 +211,7 @@ class _AuthenticationCache:
 
     def forget_key(self, api_key_id: uuid.UUID) -> None:
         with self._lock:
-            self._entries = {
-                k: v for k, v in self._entries.items() if v[1] is None or v[1].api_key_id != api_key_id
-            }
+            self._entries = {k: v for k, v in self._entries.items() if v[1] is None or v[1].api_key_id != api_key_id}
 
     def clear(self) -> None:
         with self._lock:

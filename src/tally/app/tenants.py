@@ -27,14 +27,10 @@ class Tenant:
 
 def create_tenant(engine: Engine, name: str) -> uuid.UUID:
     if not 1 <= len(name) <= 200:
-        raise Rejected.because(
-            "tenant_name_length_must_be_1_to_200", "a tenant name has 1 to 200 characters", "name"
-        )
+        raise Rejected.because("tenant_name_length_must_be_1_to_200", "a tenant name has 1 to 200 characters", "name")
     tenant_id = new_id()
     with engine.begin() as connection:
-        connection.execute(
-            text("INSERT INTO tenants (id, name) VALUES (:id, :name)"), {"id": tenant_id, "name": name}
-        )
+        connection.execute(text("INSERT INTO tenants (id, name) VALUES (:id, :name)"), {"id": tenant_id, "name": name})
     return tenant_id
 
 
@@ -53,7 +49,7 @@ def find_tenants_by_name(engine: Engine, name: str) -> list[Tenant]:
 
 
 def list_tenants(engine: Engine) -> list[Tenant]:
-    """The first `TENANTS_LISTED_MAX` tenants, oldest first."""
+    """The newest `TENANTS_LISTED_MAX` tenants, newest first."""
     with engine.connect() as connection:
         return [_tenant(row) for row in rows.list_all(connection, limit=TENANTS_LISTED_MAX)]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from tally.cli import api_keys, bench, db, demo, ledger, server, worker
+from tally.cli import api_keys, bench, db, demo, jobs, ledger, server, tenants, worker
 
 app = typer.Typer(
     name="tally",
@@ -13,9 +13,11 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.add_typer(db.app, name="db")
+app.add_typer(tenants.app, name="tenants")
 app.add_typer(api_keys.app, name="api-keys")
 app.add_typer(ledger.app, name="ledger")
 app.add_typer(bench.app, name="bench")
+app.add_typer(jobs.app, name="jobs")
 server.register(app)
 worker.register(app)
 demo.register(app)

@@ -48,9 +48,7 @@ def insert_in_flight(
 
 
 def lock(connection: Connection, tenant_id: uuid.UUID, key: str) -> RowMapping | None:
-    statement = (
-        select(table).where(table.c.tenant_id == tenant_id, table.c.key == key).with_for_update()
-    )
+    statement = select(table).where(table.c.tenant_id == tenant_id, table.c.key == key).with_for_update()
     return connection.execute(statement).mappings().one_or_none()
 
 
@@ -148,4 +146,8 @@ def delete_created_before(connection: Connection, cutoff: datetime, batch_size: 
 
 def stored_response(row: RowMapping) -> tuple[int, list[list[str]], bytes]:
     headers: Any = row["response_headers"] or []
-    return int(row["response_status"]), [[str(name), str(value)] for name, value in headers], bytes(row["response_body"] or b"")
+    return (
+        int(row["response_status"]),
+        [[str(name), str(value)] for name, value in headers],
+        bytes(row["response_body"] or b""),
+    )

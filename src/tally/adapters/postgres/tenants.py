@@ -22,7 +22,7 @@ def find_by_name(connection: Connection, name: str, limit: int) -> list[RowMappi
 
 
 def list_all(connection: Connection, limit: int) -> list[RowMapping]:
-    statement = select(tenants).order_by(tenants.c.id).limit(limit)
+    statement = select(tenants).order_by(tenants.c.id.desc()).limit(limit)
     return list(connection.execute(statement).mappings())
 
 

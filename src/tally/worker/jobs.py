@@ -1,0 +1,97 @@
+"""Tally's own jobs: the scheduled ledger integrity check and the purge of expired idempotency keys.
+
+Each job is a workflow of steps. A step's result is checkpointed in PostgreSQL when it returns, so a
+worker killed mid-job resumes at the first step that had not returned; the step that was running when
+the worker died runs again. Steps therefore call use cases that are safe to repeat.
+
+The use cases are imported inside the steps: the worker does not depend on them at import time, and a
+build that lacks one skips that job with a warning instead of failing to start.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from dbos import DBOS
+
+from tally.worker import metrics
+from tally.worker.context import current_tally
+from tally.worker.registry import define_queue, define_schedule
+
+logger = logging.getLogger(__name__)
+
+# One check at a time across all workers: a slow check is never overlapped by the next one.
+LEDGER_INTEGRITY_QUEUE = define_queue("tally_ledger_integrity", global_concurrency=1)
+# Housekeeping that must not pile up or run in parallel with itself.
+MAINTENANCE_QUEUE = define_queue("tally_maintenance", global_concurrency=1)
+
+_INTEGRITY_MODULE = "tally.app.check_ledger_integrity"
+_IDEMPOTENCY_MODULE = "tally.app.idempotency"
+
+
+# A transient database failure is retried; a check that keeps failing fails the run, which
+# `tally jobs list` shows and the stale last-run gauge reveals.
+@DBOS.step(name="tally.ledger_integrity_check.run", retries_allowed=True, interval_seconds=5, max_attempts=3)
+def run_ledger_integrity_check() -> int | None:
+    """Run the check; returns the number of discrepancies, or None if this build has no check."""
+    try:
+        from tally.app.check_ledger_integrity import run_integrity_check
+    except ImportError as error:
+        if error.name != _INTEGRITY_MODULE:
+            raise
+        logger.warning("ledger integrity check skipped: %s is not available (%s)", _INTEGRITY_MODULE, error)
+        return None
+    tally = current_tally()
+    # Writes one integrity_runs row. Repeating the step after a crash only records a second run.
+    report = run_integrity_check(tally.engine, tally.clock)
+    discrepancy_count = int(report.discrepancy_count)
+    metrics.record_ledger_integrity_run(discrepancy_count, tally.clock.now())
+    if discrepancy_count:
+        logger.error("ledger integrity check found %d discrepancies", discrepancy_count)
+    else:
+        logger.info("ledger integrity check found no discrepancies")
+    return discrepancy_count
+
+
+@DBOS.workflow(name="tally.ledger_integrity_check")
+def ledger_integrity_check(scheduled_at: datetime, context: object) -> int | None:
+    """The scheduled integrity check (`settings.integrity_check_cron`)."""
+    return run_ledger_integrity_check()
+
+
+@DBOS.step(name="tally.purge_expired_idempotent_requests.run", retries_allowed=True, interval_seconds=5, max_attempts=3)
+def run_purge_expired_idempotent_requests() -> int | None:
+    """Delete expired Idempotency-Key records; returns how many, or None if this build has no purge."""
+    try:
+        from tally.app.idempotency import purge_expired_idempotent_requests
+    except ImportError as error:
+        if error.name != _IDEMPOTENCY_MODULE:
+            raise
+        logger.warning("idempotency purge skipped: %s is not available (%s)", _IDEMPOTENCY_MODULE, error)
+        return None
+    tally = current_tally()
+    # Deleting what has expired is naturally safe to repeat.
+    return purge_expired_idempotent_requests(
+        tally.engine, tally.clock.now(), retention_hours=tally.settings.idempotency_retention_hours
+    )
+
+
+@DBOS.workflow(name="tally.purge_expired_idempotent_requests")
+def purge_expired_idempotent_requests(scheduled_at: datetime, context: object) -> int | None:
+    """The scheduled purge (`settings.idempotency_purge_cron`)."""
+    return run_purge_expired_idempotent_requests()
+
+
+define_schedule(
+    "tally.ledger_integrity_check",
+    ledger_integrity_check,
+    cron_setting="integrity_check_cron",
+    queue_name=LEDGER_INTEGRITY_QUEUE,
+)
+define_schedule(
+    "tally.purge_expired_idempotent_requests",
+    purge_expired_idempotent_requests,
+    cron_setting="idempotency_purge_cron",
+    queue_name=MAINTENANCE_QUEUE,
+)

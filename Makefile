@@ -17,7 +17,7 @@ install: $(STAMP)
 
 ## Start tally (API server + job worker) on the embedded PostgreSQL, with demo data on first start.
 run: $(STAMP)
-	$(BIN)/tally serve --with-worker --demo
+	TALLY_LOG_FORMAT=$${TALLY_LOG_FORMAT:-console} $(BIN)/tally serve --with-worker --demo
 
 ## Lint, type-check, import contracts, then the whole test suite on real PostgreSQL.
 test: $(STAMP) lint typecheck contracts unit

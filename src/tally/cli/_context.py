@@ -63,3 +63,13 @@ def rejections_as_errors() -> Iterator[None]:
     except Rejected as rejected:
         field = f" ({rejected.rejection.field})" if rejected.rejection.field else ""
         fail(rejected.rejection.code, rejected.rejection.message + field)
+
+
+def audit(tally: Tally, tenant_id: uuid.UUID, action: str, object_type: str, object_id: str) -> None:
+    """Record a change made from the command line in the audit log (actor `cli`)."""
+    from tally.app.audit import ACTOR_CLI, AuditEntry, record_audit
+
+    record_audit(
+        tally.engine,
+        AuditEntry(tenant_id=tenant_id, actor=ACTOR_CLI, action=action, object_type=object_type, object_id=object_id),
+    )

@@ -24,7 +24,7 @@ from tally.app.ledger_queries import EntryFilter, account_balance, aggregated_ba
 from tally.app.post_ledger_transactions import EntryInput, TransactionInput, post_batch, post_transaction
 from tally.app.resolve_pending_transaction import ResolutionInput, resolve_pending_transaction
 from tally.app.reverse_ledger_transaction import ReversalInput, reverse_transaction
-from tally.cli._context import console, fail, open_tally, rejections_as_errors, resolve_tenant
+from tally.cli._context import audit, console, fail, open_tally, rejections_as_errors, resolve_tenant
 from tally.core.ledger.model import AccountType, Direction
 
 app = typer.Typer(help="The double-entry ledger.", no_args_is_help=True)
@@ -101,9 +101,10 @@ def accounts_create(
                 name=name,
             ),
         )
-        console.print(
-            f"{'created' if created else 'exists'}: {ids.format_id(ids.ACCOUNT, account.id)}", highlight=False
-        )
+        account_id = ids.format_id(ids.ACCOUNT, account.id)
+        if created:
+            audit(tally, tenant_id, "tally ledger accounts create", "ledger_account", account_id)
+        console.print(f"{'created' if created else 'exists'}: {account_id}", highlight=False)
 
 
 @accounts_app.command("list")
@@ -179,6 +180,12 @@ def post(
             ),
         )
         _print_transaction(outcome.unwrap(), outcome.replayed)
+        _audit_transaction(tally, tenant_id, "tally ledger post", outcome.unwrap(), outcome.replayed)
+
+
+def _audit_transaction(tally: Any, tenant_id: uuid.UUID, action: str, transaction: Any, replayed: bool) -> None:
+    if not replayed:
+        audit(tally, tenant_id, action, "ledger_transaction", ids.format_id(ids.TRANSACTION, transaction.id))
 
 
 @app.command("post-file")
@@ -214,6 +221,9 @@ def post_file(
     with open_tally() as tally, rejections_as_errors():
         tenant_id = resolve_tenant(tally, tenant)
         outcomes = post_batch(tally.engine, tally.clock, tenant_id, transactions)
+        for outcome in outcomes:
+            if outcome.rejection is None:
+                _audit_transaction(tally, tenant_id, "tally ledger post-file", outcome.unwrap(), outcome.replayed)
     table = Table(title=f"{len(outcomes)} transactions")
     for column in ("key", "result", "id / code"):
         table.add_column(column)
@@ -248,6 +258,7 @@ def resolve(
             ResolutionInput(pending_transaction_id=_transaction_id(transaction), idempotency_key=key, void=void),
         )
         _print_transaction(record, replayed)
+        _audit_transaction(tally, tenant_id, "tally ledger resolve", record, replayed)
 
 
 @app.command("reverse")
@@ -267,6 +278,7 @@ def reverse(
             ReversalInput(transaction_id=_transaction_id(transaction), idempotency_key=key, description=description),
         )
         _print_transaction(record, replayed)
+        _audit_transaction(tally, tenant_id, "tally ledger reverse", record, replayed)
 
 
 @app.command("show")

@@ -1,3 +1,4 @@
+from alembic.script import ScriptDirectory
 from sqlalchemy import text
 
 from tally.adapters.postgres import database
@@ -5,7 +6,9 @@ from tally.bootstrap import Tally
 
 
 def test_migrations_are_at_head(tally: Tally) -> None:
-    assert database.current_revision(tally.database_url) == "0001"
+    head = ScriptDirectory.from_config(database.alembic_config(tally.database_url)).get_current_head()
+    assert head is not None
+    assert database.current_revision(tally.database_url) == head
 
 
 def test_server_is_postgresql_15_or_newer(tally: Tally) -> None:

@@ -33,7 +33,8 @@ contracts: $(STAMP)
 	$(BIN)/lint-imports --no-cache
 
 unit: $(STAMP)
-	$(BIN)/pytest -n 2 --dist loadgroup -q
+	$(BIN)/pytest -n 2 --dist loadgroup -q -m "not solo"
+	$(BIN)/pytest -q -m solo
 
 bench-ledger: $(STAMP)
 	$(BIN)/tally bench ledger

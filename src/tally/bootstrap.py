@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
@@ -31,4 +32,15 @@ def build(settings: Settings | None = None, *, migrate: bool = True, clock: Cloc
     if migrate:
         database.upgrade(url)
     engine = database.make_engine(url, pool_size=settings.database_pool_size)
-    return Tally(settings=settings, database_url=url, engine=engine, clock=clock or SystemClock())
+    tally = Tally(settings=settings, database_url=url, engine=engine, clock=clock or SystemClock())
+    if migrate:
+        # The months of events the ingest window accepts get their partitions before any arrive.
+        from psycopg.errors import LockNotAvailable
+
+        from tally.app.maintain_event_partitions import maintain_event_partitions
+
+        try:
+            maintain_event_partitions(engine, tally.clock, settings)
+        except LockNotAvailable:
+            logging.getLogger(__name__).warning("events table busy: partitions left to the daily job")
+    return tally

@@ -71,6 +71,28 @@ class Settings(BaseSettings):
     # `tally worker` serves Prometheus metrics on this port (on `api_host`); 0 serves none.
     worker_metrics_port: int = Field(default=0, ge=0, le=65535)
 
+    # Metering ingest: events whose timestamp is more than this far in the past, or further in the
+    # future than the skew, are rejected (`timestamp_too_old`, `timestamp_in_future`).
+    ingest_horizon_days: int = Field(default=90, ge=1, le=3660)
+    ingest_future_skew_seconds: int = Field(default=300, ge=0, le=86400)
+    # POST /v1/events: the largest body the JSON parser is handed, after gzip decompression (the
+    # compressed body is bounded by request_body_bytes_max).
+    ingest_body_bytes_max: int = Field(default=16 * 1024 * 1024, ge=1024)
+    # Raw events older than this many days are dropped, a whole monthly partition at a time; the
+    # dedup registry is kept forever. Unset: keep raw events forever.
+    event_retention_days: int | None = Field(default=None, ge=1)
+    # When the worker creates the coming months' event partitions and drops expired ones.
+    event_partitions_cron: str = "17 3 * * *"
+
+    # Usage rollups: the worker's rollup loop polls rollup_queue this often when it is idle, and rolls
+    # up at most this many batches / events per transaction. Off: queries read the raw tail.
+    rollup_worker_enabled: bool = True
+    rollup_poll_interval_ms: int = Field(default=200, ge=10, le=60_000)
+    rollup_batches_per_transaction_max: int = Field(default=100, ge=1, le=10_000)
+    rollup_events_per_transaction_max: int = Field(default=50_000, ge=1, le=1_000_000)
+    # New meter versions are backfilled from raw events by the worker, checked this often.
+    meter_backfill_poll_seconds: float = Field(default=2.0, ge=0.05, le=3600)
+
     @classmethod
     def settings_customise_sources(
         cls,

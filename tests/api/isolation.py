@@ -49,6 +49,9 @@ class IsolationFactory:
     # How a refusal of B's request that references A's objects looks, for routes where it is not a
     # 404 (e.g. 422 `account_must_exist` for an id in a body, or a batch's per-item rejections).
     refused: Mapping[Route, Callable[[Any], bool]] = field(default_factory=dict)
+    # Query parameters for GET routes without path parameters (e.g. a report naming A's object),
+    # given the created id. With an entry in `refused`, B's answer must be refused instead of empty.
+    query: Mapping[Route, Callable[[str], dict[str, str]]] = field(default_factory=dict)
 
 
 def all_factories() -> list[IsolationFactory]:

@@ -80,10 +80,15 @@ def isolation_failures(
                     failures.append(f"{name}: tenant A gets 404 for its own object, so the check proves nothing")
             elif method == "GET":
                 object_id = factory.create(client, headers_a)
-                as_b = client.get(path, headers=headers_b)
-                if as_b.status_code != 200 or object_id in as_b.text:
+                params = factory.query[route](object_id) if route in factory.query else None
+                as_b = client.get(path, headers=headers_b, params=params)
+                if route in factory.refused:
+                    if not factory.refused[route](as_b):
+                        failures.append(f"{name}: B asking about A's {object_id} got {as_b.status_code}, not refused")
+                elif as_b.status_code != 200 or object_id in as_b.text:
                     failures.append(f"{name}: tenant B's answer ({as_b.status_code}) shows A's {object_id}")
-                if path not in factory.not_listed and object_id not in client.get(path, headers=headers_a).text:
+                as_a = client.get(path, headers=headers_a, params=params)
+                if path not in factory.not_listed and object_id not in as_a.text:
                     failures.append(f"{name}: A's {object_id} is not listed for A (or add the path to not_listed)")
             elif body is not None:
                 as_b = client.request(method, path, headers=headers_b, json=body(client, headers_a))

@@ -17,8 +17,10 @@ API_KEY = "key"
 ACCOUNT = "acct"
 TRANSACTION = "txn"
 ENTRY = "ent"
+METER = "mtr"
 REQUEST = "req"
 INTEGRITY_RUN = "irun"
+EVENT_CORRECTION = "evc"
 
 _CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
 _DECODE = {character: value for value, character in enumerate(_CROCKFORD)}
@@ -47,6 +49,31 @@ def new_id() -> uuid.UUID:
     random_bits = int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
     value = (now_ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | sequence << 64 | 0b10 << 62 | random_bits
     return uuid.UUID(int=value)
+
+
+def new_ids(count: int) -> list[uuid.UUID]:
+    """`count` ids, in order, exactly as `count` calls of `new_id` would make them, for less work."""
+    global _last_ms, _sequence  # noqa: PLW0603 - see new_id
+    stamps = []
+    with _lock:
+        for _ in range(count):
+            now_ms = time.time_ns() // 1_000_000
+            if now_ms <= _last_ms:
+                _sequence += 1
+                if _sequence > 0xFFF:
+                    _last_ms += 1
+                    _sequence = 0
+                now_ms = _last_ms
+            else:
+                _last_ms = now_ms
+                _sequence = 0
+            stamps.append((now_ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | _sequence << 64 | 0b10 << 62)
+    randomness = os.urandom(8 * count)
+    mask = (1 << 62) - 1
+    return [
+        uuid.UUID(int=stamp | int.from_bytes(randomness[8 * index : 8 * index + 8], "big") & mask)
+        for index, stamp in enumerate(stamps)
+    ]
 
 
 def format_id(prefix: str, value: uuid.UUID) -> str:

@@ -21,7 +21,7 @@ from psycopg import errors
 from sqlalchemy import Engine
 
 from tally.adapters.clock import Clock
-from tally.adapters.ids import new_id
+from tally.adapters.ids import new_ids
 from tally.adapters.postgres import ledger as store
 from tally.adapters.postgres.connections import RetryRequested, run_in_transaction
 from tally.core.ledger import model
@@ -62,12 +62,32 @@ def write(
 ) -> list[Outcome]:
     for spec in specs:
         model.validate_shape(spec)  # programmer-facing callers validated already; this is the backstop
-    return run_in_transaction(
+    decided = run_in_transaction(
         engine,
         lambda connection: _write_once(
             connection, clock, tenant_id, specs, precondition=precondition, extra_account_ids=extra_account_ids
         ),
     )
+    # Built once committed: the account locks are not held while this runs.
+    final: list[Outcome] = []
+    for spec, outcome in zip(specs, decided.outcomes, strict=True):
+        if outcome is not None:
+            final.append(outcome)
+            continue
+        new = decided.written[spec.idempotency_key]
+        record = _record(tenant_id, new, decided.recorded_at[new.id], spec.idempotency_key)
+        final.append(Outcome(record, replayed=len(final) != decided.first_positions[spec.idempotency_key]))
+    return final
+
+
+@dataclass(frozen=True, slots=True)
+class _Decided:
+    """What one attempt decided and wrote, to be turned into outcomes after the commit."""
+
+    outcomes: list[Outcome | None]  # None: written now (or a repeat, in the same batch, of one written now)
+    written: dict[str, store.NewTransaction]
+    first_positions: dict[str, int]
+    recorded_at: dict[uuid.UUID, datetime]
 
 
 def _parse_account_id(text: str) -> uuid.UUID | None:
@@ -85,23 +105,23 @@ def _write_once(
     *,
     precondition: Precondition | None,
     extra_account_ids: Sequence[uuid.UUID],
-) -> list[Outcome]:
+) -> _Decided:
     existing = store.find_transactions_by_keys(connection, tenant_id, [spec.idempotency_key for spec in specs])
-    account_ids = {
-        parsed
-        for spec in specs
-        if spec.idempotency_key not in existing
-        for entry in spec.entries
-        if (parsed := _parse_account_id(entry.account_id)) is not None
-    }
+    parsed_ids: dict[str, uuid.UUID | None] = {}
+    for spec in specs:
+        if spec.idempotency_key not in existing:
+            for entry in spec.entries:
+                if entry.account_id not in parsed_ids:
+                    parsed_ids[entry.account_id] = _parse_account_id(entry.account_id)
+    account_ids = [parsed for parsed in parsed_ids.values() if parsed is not None]
     locked = store.lock_accounts(connection, tenant_id, [*account_ids, *extra_account_ids])
     accounts: dict[str, model.Account] = {str(account_id): row.to_core() for account_id, row in locked.items()}
-    unit_codes = {str(account_id): row.unit_code for account_id, row in locked.items()}
+    uuid_of = {str(account_id): account_id for account_id in locked}
     balances_before = {account_id: account.balances for account_id, account in accounts.items()}
 
     now = clock.now()
     outcomes: list[Outcome | None] = []
-    accepted: list[store.NewTransaction] = []
+    accepted: list[TransactionSpec] = []
     accepted_specs: dict[str, tuple[int, TransactionSpec]] = {}
     for position, spec in enumerate(specs):
         original = existing.get(spec.idempotency_key)
@@ -111,8 +131,9 @@ def _write_once(
         earlier = accepted_specs.get(spec.idempotency_key)
         if earlier is not None:  # the same key twice in one batch: the second is a replay of the first
             try:
-                model.compare_replay(earlier[1], spec)
-                outcomes.append(None)  # filled in with the first one's transaction below
+                first = earlier[1]
+                model.compare_replay(first if first.effective_at else replace(first, effective_at=now), spec)
+                outcomes.append(None)  # filled in with the first one's transaction once committed
             except Rejected as rejected:
                 outcomes.append(Outcome(None, rejection=rejected.rejection))
             continue
@@ -124,50 +145,42 @@ def _write_once(
             outcomes.append(Outcome(None, rejection=rejected.rejection))
             continue
         for account_id, balances in updated.items():
-            accounts[account_id] = replace(accounts[account_id], balances=balances)
-        effective_at = spec.effective_at or now
-        stored_spec = replace(spec, effective_at=effective_at)
-        accepted.append(
-            store.NewTransaction(
-                id=new_id(),
-                spec=stored_spec,
-                effective_at=effective_at,
-                unit_codes=tuple(unit_codes[entry.account_id] for entry in spec.entries),
-                entry_ids=tuple(new_id() for _ in spec.entries),
-            )
-        )
-        accepted_specs[spec.idempotency_key] = (position, stored_spec)
+            accounts[account_id] = accounts[account_id].with_balances(balances)
+        accepted.append(spec)
+        accepted_specs[spec.idempotency_key] = (position, spec)
         outcomes.append(None)
 
-    written: dict[uuid.UUID, datetime] = {}
+    recorded_at: dict[uuid.UUID, datetime] = {}
+    by_key: dict[str, store.NewTransaction] = {}
     if accepted:
+        ids = iter(new_ids(len(accepted) + sum(len(spec.entries) for spec in accepted)))
+        new_transactions = []
+        for spec in accepted:
+            new = store.NewTransaction(
+                id=next(ids),
+                spec=spec,
+                effective_at=spec.effective_at or now,
+                unit_codes=tuple(accounts[entry.account_id].unit_code for entry in spec.entries),
+                entry_ids=tuple(next(ids) for _ in spec.entries),
+                account_ids=tuple(uuid_of[entry.account_id] for entry in spec.entries),
+            )
+            new_transactions.append(new)
+            by_key[spec.idempotency_key] = new
         deltas = {
-            uuid.UUID(account_id): store.balance_delta(balances_before[account_id], account.balances)
+            uuid_of[account_id]: store.balance_delta(balances_before[account_id], account.balances)
             for account_id, account in accounts.items()
             if account.balances != balances_before[account_id]
         }
         try:
-            result = store.write_transactions(connection, tenant_id, accepted, deltas)
+            recorded_at = store.write_transactions(connection, tenant_id, new_transactions, deltas)
         except errors.UniqueViolation as violation:
-            # Another writer resolved or reversed the same transaction first; the retry will see it.
+            # Another writer took a key, or resolved or reversed the same transaction, first: the
+            # retry sees what it wrote (a replay, or a rejection).
             raise RetryRequested from violation
         except errors.CheckViolation as violation:
             raise InvariantViolation(f"the database refused a balance the core accepted: {violation}") from violation
-        if result is None:
-            raise RetryRequested  # an idempotency key was taken concurrently: the retry replays it
-        written = result
-
-    by_key = {new.spec.idempotency_key: new for new in accepted}
-    final: list[Outcome] = []
-    for spec, outcome in zip(specs, outcomes, strict=True):
-        if outcome is not None:
-            final.append(outcome)
-            continue
-        new = by_key[spec.idempotency_key]
-        first_position = accepted_specs[spec.idempotency_key][0]
-        record = _record(tenant_id, new, written[new.id], spec.idempotency_key)
-        final.append(Outcome(record, replayed=len(final) != first_position))
-    return final
+    first_positions = {key: position for key, (position, _) in accepted_specs.items()}
+    return _Decided(outcomes, by_key, first_positions, recorded_at)
 
 
 def _replay(original: TransactionSpec, replay: TransactionSpec, stored: LedgerTransaction) -> Outcome:
@@ -199,15 +212,15 @@ def _record(tenant_id: uuid.UUID, new: store.NewTransaction, recorded_at: dateti
                 id=entry_id,
                 transaction_id=new.id,
                 entry_index=index,
-                account_id=uuid.UUID(entry.account_id),
+                account_id=account_id,
                 direction=entry.direction.value,
                 amount=entry.amount,
                 unit_code=unit_code,
                 phase=phase,
                 effective_at=new.effective_at,
             )
-            for index, (entry, unit_code, entry_id) in enumerate(
-                zip(spec.entries, new.unit_codes, new.entry_ids, strict=True)
+            for index, (entry, unit_code, entry_id, account_id) in enumerate(
+                zip(spec.entries, new.unit_codes, new.entry_ids, new.account_ids, strict=True)
             )
         ),
     )

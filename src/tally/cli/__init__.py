@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from tally.cli import api_keys, bench, db, demo, jobs, ledger, server, tenants, worker
+from tally.cli import api_keys, bench, db, demo, events, jobs, ledger, meters, server, tenants, usage, worker
 
 app = typer.Typer(
     name="tally",
@@ -18,6 +18,9 @@ app.add_typer(api_keys.app, name="api-keys")
 app.add_typer(ledger.app, name="ledger")
 app.add_typer(bench.app, name="bench")
 app.add_typer(jobs.app, name="jobs")
+app.add_typer(events.app, name="events")
+app.add_typer(meters.app, name="meters")
+app.add_typer(usage.app, name="usage")
 server.register(app)
 worker.register(app)
 demo.register(app)

@@ -55,9 +55,22 @@ class ScheduleDefinition:
         return value
 
 
+# A background loop: `run(tally, stop)` works until `stop` is set (polling, e.g. the rollup worker).
+BackgroundLoop = Callable[[Any, threading.Event], None]
+
+
+@dataclass(frozen=True)
+class LoopDefinition:
+    """A thread the runner keeps running beside DBOS: for work that polls faster than schedules can."""
+
+    name: str
+    run: BackgroundLoop
+
+
 _lock = threading.Lock()
 _queues: dict[str, QueueDefinition] = {}
 _schedules: dict[str, ScheduleDefinition] = {}
+_loops: dict[str, LoopDefinition] = {}
 
 
 def define_queue(
@@ -93,6 +106,18 @@ def define_schedule(
     if queue_name is not None and queue_name not in _queues:
         raise ValueError(f"schedule {name}: queue {queue_name!r} is not declared (define_queue it first)")
     _add(_schedules, name, ScheduleDefinition(name, workflow, cron_setting, queue_name), "schedule")
+
+
+def define_loop(name: str, run: BackgroundLoop) -> None:
+    """Declare a loop the runner starts on its own thread and stops (sets its event, joins) on shutdown."""
+    if not _QUEUE_NAME.match(name):
+        raise ValueError(f"loop name {name!r} must be 1 to 63 of [a-z0-9_], starting with a letter")
+    _add(_loops, name, LoopDefinition(name, run), "loop")
+
+
+def loops() -> tuple[LoopDefinition, ...]:
+    with _lock:
+        return tuple(_loops.values())
 
 
 def queues() -> tuple[QueueDefinition, ...]:

@@ -32,7 +32,9 @@ from tally.settings import Settings
 from tally.worker import context, registry
 
 # Registers tally's workflows, queues and schedules (decorators and declarations only).
+from tally.worker import event_jobs as _event_jobs  # noqa: F401
 from tally.worker import jobs as _jobs  # noqa: F401
+from tally.worker import usage_loops as _usage_loops  # noqa: F401
 
 logger = logging.getLogger(__name__)
 
@@ -102,9 +104,31 @@ class _Lifecycle:
         # Serializes start and stop; DBOS itself is not safe to start twice concurrently.
         self.lock = threading.Lock()
         self.running: WorkerConfig | None = None
+        # Background loops (registry.define_loop): their stop event and threads.
+        self.loops_stop = threading.Event()
+        self.loop_threads: list[threading.Thread] = []
 
 
 _lifecycle = _Lifecycle()
+LOOP_JOIN_SECONDS = 10.0
+
+
+def _start_loops(tally: Tally) -> None:
+    _lifecycle.loops_stop = threading.Event()
+    _lifecycle.loop_threads = []
+    for loop in registry.loops():
+        thread = threading.Thread(
+            target=loop.run, args=(tally, _lifecycle.loops_stop), name=f"tally-loop-{loop.name}", daemon=True
+        )
+        thread.start()
+        _lifecycle.loop_threads.append(thread)
+
+
+def _stop_loops() -> None:
+    _lifecycle.loops_stop.set()
+    for thread in _lifecycle.loop_threads:
+        thread.join(timeout=LOOP_JOIN_SECONDS)
+    _lifecycle.loop_threads = []
 
 
 def is_running() -> bool:
@@ -166,6 +190,7 @@ def shutdown(*, exit_if_abandoned: bool = False) -> int:
             return 0
         config = _lifecycle.running
         _lifecycle.running = None
+        _stop_loops()
         DBOS.destroy(workflow_completion_timeout_sec=config.shutdown_grace_seconds)
     # Abandoned workflow threads keep using the bound Tally until the process ends, so it stays bound.
     still_running = _running_workflow_threads()
@@ -220,6 +245,7 @@ def _start(tally: Tally) -> None:
         except BaseException:
             DBOS.destroy()
             raise
+        _start_loops(tally)
         _lifecycle.running = config
     logger.info(
         "job runner started (executor %s, version %s, %d queues, %d schedules)",

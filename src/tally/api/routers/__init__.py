@@ -16,8 +16,11 @@ logger = logging.getLogger(__name__)
 
 ROUTERS: tuple[str, ...] = (
     "api_keys",
+    "events",
     "ledger",
+    "meters",
     "units",
+    "usage",
 )
 
 

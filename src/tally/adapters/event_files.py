@@ -1,0 +1,257 @@
+"""Event files for bulk import: NDJSON or CSV, plain or gzip, read as a stream of records.
+
+A file of any size is read line by line (memory stays bounded), and each record keeps its line
+number and its original text, so a rejection can point at the line and a rejects file can hold the
+lines exactly as they were.
+
+NDJSON: one JSON object per line (`{"id":…,"customer":…,"type":…,"timestamp":…,"properties":{…}}`);
+blank lines are skipped. Numbers are read exactly (`int` or `Decimal`, never `float`), as the API
+reads them.
+
+CSV: a header row, then one event per row. Columns: `id`, `customer`, `type`, `timestamp`, and the
+properties either as one `properties` column holding a JSON object, or one `properties.<name>`
+column per property (both may be used; a `properties.<name>` cell wins over the same key in the
+JSON column). A `properties.<name>` cell that reads as a JSON number is a number, anything else is
+text, and an empty cell leaves the property out. An empty `id`/`customer`/`type`/`timestamp` cell
+leaves the field out (validation then says which is missing).
+
+Gzip is recognized by its magic bytes, whatever the file is called. The format comes from the name
+(`.csv`, `.ndjson`, `.jsonl`, `.json`, each optionally followed by `.gz`) unless given.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, Literal
+
+from tally.core.metering.events import decode_json
+
+FileFormat = Literal["ndjson", "csv"]
+GZIP_MAGIC = b"\x1f\x8b"
+# A limit on one line (or CSV row): an event is small; a longer line is rejected, not buffered.
+LINE_BYTES_MAX = 1024 * 1024
+CSV_FIELDS = ("id", "customer", "type", "timestamp")
+PROPERTIES_COLUMN = "properties"
+PROPERTY_COLUMN_PREFIX = "properties."
+_JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+
+
+class EventFileError(Exception):
+    """The file as a whole cannot be read (unknown format, bad CSV header): nothing is imported."""
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRecord:
+    """One line of the file. Either `event` (a JSON-like mapping, not yet validated) or `error`
+    (`(code, detail)`: it could not even be read as an event), or neither: an NDJSON line read with
+    `decode=False`, whose `raw` text is still to be decoded (`decoded()`). `raw` is the line as it was."""
+
+    line_number: int
+    raw: str
+    event: dict[str, Any] | None = None
+    error: tuple[str, str] | None = None
+
+    @property
+    def pending(self) -> bool:
+        return self.event is None and self.error is None
+
+    def decoded(self) -> SourceRecord:
+        if not self.pending:
+            return self
+        event, error = decode_line(self.raw)
+        return SourceRecord(self.line_number, self.raw, event=event, error=error)
+
+
+def decode_line(text: str) -> tuple[dict[str, Any] | None, tuple[str, str] | None]:
+    """One NDJSON line: (the event object, None) or (None, (code, detail))."""
+    try:
+        value = decode_json(text)
+    except ValueError as error:
+        return None, ("malformed_json", str(error))
+    if not isinstance(value, dict):
+        return None, ("value_must_be_object", "each line must be a JSON object")
+    return value, None
+
+
+def detect_format(path: Path) -> FileFormat:
+    suffixes = [suffix.lower() for suffix in path.suffixes]
+    if suffixes and suffixes[-1] in (".gz", ".gzip"):
+        suffixes.pop()
+    if suffixes and suffixes[-1] == ".csv":
+        return "csv"
+    if suffixes and suffixes[-1] in (".ndjson", ".jsonl", ".json"):
+        return "ndjson"
+    raise EventFileError(f"cannot tell the format of {path.name} from its name: give --format ndjson or csv")
+
+
+class EventFile:
+    """An open event file: iterate `records()`, watch `bytes_read` (of the file on disk) for progress."""
+
+    def __init__(self, path: Path, file_format: FileFormat | None = None) -> None:
+        self.path = path
+        self.format: FileFormat = file_format or detect_format(path)
+        self.size_bytes = path.stat().st_size
+        self._raw: BinaryIO = path.open("rb")
+        self.compressed = self._raw.read(2) == GZIP_MAGIC
+        self._raw.seek(0)
+        self._stream: BinaryIO = gzip.GzipFile(fileobj=self._raw, mode="rb") if self.compressed else self._raw  # type: ignore[assignment]
+        self.csv_header: list[str] | None = None
+
+    def __enter__(self) -> EventFile:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._stream.close()
+        self._raw.close()
+
+    @property
+    def bytes_read(self) -> int:
+        """How far into the file on disk (compressed bytes for gzip)."""
+        return self.size_bytes if self._raw.closed else self._raw.tell()
+
+    def records(self, *, decode: bool = True) -> Iterator[SourceRecord]:
+        """The file's records. `decode=False` leaves NDJSON lines undecoded (`SourceRecord.pending`),
+        for a consumer that decodes them elsewhere (another thread or process)."""
+        return self._ndjson_records(decode) if self.format == "ndjson" else self._csv_records()
+
+    def _ndjson_records(self, decode: bool) -> Iterator[SourceRecord]:
+        line_number = 0
+        while True:
+            line = self._stream.readline(LINE_BYTES_MAX + 1)
+            if not line:
+                return
+            line_number += 1
+            if len(line) > LINE_BYTES_MAX and not line.endswith(b"\n"):
+                while line and not line.endswith(b"\n"):  # skip the rest of the overlong line
+                    line = self._stream.readline(LINE_BYTES_MAX)
+                yield SourceRecord(line_number, "", error=("line_too_long", f"longer than {LINE_BYTES_MAX} bytes"))
+                continue
+            # Bytes that are not UTF-8 are kept (as lone surrogates): the event is then rejected for
+            # them, never stored with a silent replacement character.
+            text = line.decode("utf-8", errors="surrogateescape").rstrip("\r\n")
+            if line_number == 1:
+                text = text.removeprefix("\ufeff")  # a byte-order mark some tools write
+            if not text.strip():
+                continue
+            record = SourceRecord(line_number, text)
+            yield record.decoded() if decode else record
+
+    def _csv_records(self) -> Iterator[SourceRecord]:
+        text_stream = io.TextIOWrapper(self._stream, encoding="utf-8-sig", errors="surrogateescape", newline="")
+        try:
+            yield from self._csv_rows(csv.reader(text_stream))
+        finally:
+            text_stream.detach()  # the file stays open (and its position readable) until `close()`
+
+    def _csv_rows(self, reader: Any) -> Iterator[SourceRecord]:
+        header = next(reader, None)
+        if header is None:
+            return
+        columns = [column.strip() for column in header]
+        unknown = [
+            column
+            for column in columns
+            if column not in (*CSV_FIELDS, PROPERTIES_COLUMN)
+            and not (column.startswith(PROPERTY_COLUMN_PREFIX) and len(column) > len(PROPERTY_COLUMN_PREFIX))
+        ]
+        if unknown:
+            raise EventFileError(
+                f"unknown CSV columns {', '.join(map(repr, unknown))}: use id, customer, type, timestamp, "
+                "properties and properties.<name>"
+            )
+        if len(set(columns)) != len(columns):
+            raise EventFileError("a CSV column appears twice in the header")
+        self.csv_header = columns
+        while True:
+            line_number = reader.line_num + 1
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as error:
+                yield SourceRecord(line_number, "", error=("csv_row_malformed", str(error)))
+                continue
+            if not any(cell.strip() for cell in row):
+                continue
+            raw = _csv_line(row)
+            if len(raw) > LINE_BYTES_MAX:
+                yield SourceRecord(line_number, "", error=("line_too_long", f"longer than {LINE_BYTES_MAX} bytes"))
+                continue
+            if len(row) != len(columns):
+                yield SourceRecord(
+                    line_number, raw, error=("csv_row_malformed", f"{len(row)} cells, the header has {len(columns)}")
+                )
+                continue
+            yield _csv_record(line_number, raw, columns, row)
+
+
+def _csv_line(row: list[str]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="").writerow(row)
+    return buffer.getvalue()
+
+
+def _csv_record(line_number: int, raw: str, columns: list[str], row: list[str]) -> SourceRecord:
+    event: dict[str, Any] = {}
+    properties: dict[str, Any] = {}
+    for column, cell in zip(columns, row, strict=True):
+        if column == PROPERTIES_COLUMN:
+            if not cell.strip():
+                continue
+            try:
+                value = decode_json(cell)
+            except ValueError as error:
+                return SourceRecord(line_number, raw, error=("malformed_json", f"properties: {error}"))
+            if not isinstance(value, dict):
+                return SourceRecord(
+                    line_number, raw, error=("value_must_be_object", "the properties column must hold a JSON object")
+                )
+            properties = {**value, **properties}
+        elif column.startswith(PROPERTY_COLUMN_PREFIX):
+            if cell == "":
+                continue
+            name = column[len(PROPERTY_COLUMN_PREFIX) :]
+            properties[name] = decode_json(cell) if _JSON_NUMBER.fullmatch(cell) else cell
+        elif cell != "":
+            event[column] = cell
+    event["properties"] = properties
+    return SourceRecord(line_number, raw, event=event)
+
+
+class RejectsWriter:
+    """Writes refused lines as they were, in the input's format (CSV with its header), so the file
+    can be fixed and imported again."""
+
+    def __init__(self, path: Path, source: EventFile) -> None:
+        self._file = path.open("w", encoding="utf-8", errors="surrogateescape", newline="")
+        self._source = source
+        self._line_end = "\r\n" if source.format == "csv" else "\n"
+        self._header_written = False
+        self.lines_written = 0
+
+    def write(self, record: SourceRecord) -> None:
+        if not record.raw:
+            return  # an overlong or unreadable line has no text to keep
+        if not self._header_written and self._source.csv_header is not None:
+            self._file.write(_csv_line(self._source.csv_header) + self._line_end)
+        self._header_written = True
+        self._file.write(record.raw + self._line_end)
+        self.lines_written += 1
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> RejectsWriter:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()

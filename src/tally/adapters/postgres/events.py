@@ -1,0 +1,464 @@
+"""Metering events in PostgreSQL: the ingest write, corrections, reads, and monthly partitions.
+
+The ingest write is one statement (data-modifying CTEs over binary array parameters): register the
+batch's ids in the forever dedup registry (`event_ids`, ON CONFLICT DO NOTHING), store the events
+whose ids were new, record the batch and queue it for the rollups — and answer, for the ids that
+were not new, the content hash stored under them, and which new events fall in an invoiced period.
+Tables and their semantics: migration 0002_events.py.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import psycopg
+from psycopg import sql
+from sqlalchemy import Engine
+
+from tally.adapters.postgres.connections import psycopg_transaction
+from tally.core.metering.events import Event
+
+IngestSource = Literal["api", "import", "correction"]
+LateKind = Literal["late_event", "retract", "amend"]
+
+
+@dataclass(frozen=True, slots=True)
+class WrittenBatch:
+    """What the ingest statement did. `batch_id` is None when no event was new (nothing recorded)."""
+
+    batch_id: int | None
+    event_count: int
+    # Ids that were registered before this batch, with the content hash stored under them. None for
+    # an id registered by a concurrent transaction after this statement's snapshot was taken.
+    existing: dict[str, bytes | None]
+    # New events whose timestamp is in an already-invoiced period: (event id, customer, timestamp).
+    late: list[tuple[str, str, datetime]]
+
+
+_WRITE_EVENTS = """
+WITH input AS (
+    SELECT * FROM unnest(%(ids)b::text[], %(customers)b::text[], %(types)b::text[],
+                         %(timestamps)b::timestamptz[], %(properties)b::text[], %(hashes)b::bytea[])
+        AS input (event_id, customer, type, ts, properties, content_hash)
+), batch AS (
+    SELECT nextval(pg_get_serial_sequence('ingest_batches', 'batch_id')) AS batch_id
+), registered AS (
+    INSERT INTO event_ids (tenant_id, event_id, content_hash, "timestamp", batch_id)
+    SELECT %(tenant)s, input.event_id, input.content_hash, input.ts, batch.batch_id FROM input, batch
+    ON CONFLICT DO NOTHING
+    RETURNING event_id
+), counted AS (
+    SELECT count(*)::integer AS event_count FROM registered
+), stored AS (
+    -- Usually every id is new: then no join is needed to know which events to store.
+    INSERT INTO events (tenant_id, event_id, customer, type, "timestamp", properties, received_at, batch_id)
+    SELECT %(tenant)s, input.event_id, input.customer, input.type, input.ts, input.properties::jsonb,
+           %(received_at)s, batch.batch_id
+    FROM input CROSS JOIN batch
+    WHERE (SELECT event_count FROM counted) = %(count)s::integer
+       OR input.event_id IN (SELECT event_id FROM registered)
+), recorded AS (
+    INSERT INTO ingest_batches (batch_id, tenant_id, received_at, source, event_count) OVERRIDING SYSTEM VALUE
+    SELECT batch.batch_id, %(tenant)s, %(received_at)s, %(source)s, counted.event_count
+    FROM batch, counted WHERE counted.event_count > 0
+), queued AS (
+    INSERT INTO rollup_queue (batch_id, tenant_id, queued_at)
+    SELECT batch.batch_id, %(tenant)s, %(received_at)s FROM batch, counted WHERE counted.event_count > 0
+), closures AS (
+    SELECT customer, closed_through FROM usage_closures
+    WHERE tenant_id = %(tenant)s AND customer = ANY(%(distinct_customers)s::text[])
+)
+SELECT 0 AS kind, NULL::text AS event_id, NULL::bytea AS content_hash, NULL::text AS customer,
+       NULL::timestamptz AS ts, (SELECT batch_id FROM batch) AS batch_id,
+       (SELECT event_count FROM counted) AS event_count
+UNION ALL
+SELECT 1, input.event_id, known.content_hash, NULL, NULL, NULL, NULL
+FROM input LEFT JOIN event_ids known ON known.tenant_id = %(tenant)s AND known.event_id = input.event_id
+WHERE (SELECT event_count FROM counted) < %(count)s::integer
+  AND NOT EXISTS (SELECT 1 FROM registered WHERE registered.event_id = input.event_id)
+UNION ALL
+SELECT 2, input.event_id, NULL, input.customer, input.ts, NULL, NULL
+FROM input JOIN registered USING (event_id) JOIN closures ON closures.customer = input.customer
+WHERE input.ts < closures.closed_through
+"""
+
+
+def write_events(
+    connection: psycopg.Connection[Any],
+    tenant_id: uuid.UUID,
+    received_at: datetime,
+    source: IngestSource,
+    events: Sequence[Event],
+) -> WrittenBatch:
+    """Register and store `events` (distinct ids; sorted by id so that concurrent writers take the
+    registry's row locks in one order). Does not commit."""
+    parameters = {
+        "tenant": tenant_id,
+        "received_at": received_at,
+        "source": source,
+        "ids": [event.id for event in events],
+        "customers": [event.customer for event in events],
+        "types": [event.type for event in events],
+        "timestamps": [event.timestamp for event in events],
+        "properties": [event.properties_json for event in events],
+        "hashes": [event.content_hash for event in events],
+        "distinct_customers": list({event.customer for event in events}),
+        "count": len(events),
+    }
+    batch_id: int | None = None
+    event_count = 0
+    existing: dict[str, bytes | None] = {}
+    late: list[tuple[str, str, datetime]] = []
+    for kind, event_id, stored_hash, customer, timestamp, row_batch_id, row_count in connection.execute(
+        _WRITE_EVENTS, parameters, binary=True
+    ):
+        if kind == 0:
+            event_count = row_count
+            batch_id = row_batch_id if row_count else None
+        elif kind == 1:
+            existing[event_id] = stored_hash
+        else:
+            late.append((event_id, customer, timestamp))
+    return WrittenBatch(batch_id=batch_id, event_count=event_count, existing=existing, late=late)
+
+
+def registered_hashes(
+    connection: psycopg.Connection[Any], tenant_id: uuid.UUID, event_ids: Sequence[str]
+) -> dict[str, bytes]:
+    rows = connection.execute(
+        "SELECT event_id, content_hash FROM event_ids WHERE tenant_id = %s AND event_id = ANY(%s::text[])",
+        (tenant_id, list(event_ids)),
+        binary=True,
+    ).fetchall()
+    return {event_id: content_hash for event_id, content_hash in rows}
+
+
+def flag_late_usage(
+    connection: psycopg.Connection[Any],
+    tenant_id: uuid.UUID,
+    kind: LateKind,
+    flagged_at: datetime,
+    rows: Sequence[tuple[uuid.UUID, str, str, datetime]],
+) -> None:
+    """Record usage that arrived or changed in an invoiced period: (id, event id, customer, timestamp)."""
+    if not rows:
+        return
+    connection.execute(
+        """
+        INSERT INTO late_usage (id, tenant_id, customer, event_id, "timestamp", kind, flagged_at)
+        SELECT id, %(tenant)s, customer, event_id, ts, %(kind)s, %(flagged_at)s
+        FROM unnest(%(ids)s::uuid[], %(event_ids)s::text[], %(customers)s::text[], %(timestamps)s::timestamptz[])
+            AS late (id, event_id, customer, ts)
+        """,
+        {
+            "tenant": tenant_id,
+            "kind": kind,
+            "flagged_at": flagged_at,
+            "ids": [row[0] for row in rows],
+            "event_ids": [row[1] for row in rows],
+            "customers": [row[2] for row in rows],
+            "timestamps": [row[3] for row in rows],
+        },
+        binary=True,
+    )
+
+
+# ----- one event and its corrections --------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EventRow:
+    event_id: str
+    customer: str
+    type: str
+    timestamp: datetime
+    properties_json: str  # as PostgreSQL prints the jsonb: exact numbers
+    received_at: datetime
+    batch_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class CorrectionRow:
+    id: uuid.UUID
+    event_id: str
+    kind: Literal["retract", "amend"]
+    properties_json: str | None
+    reason: str
+    created_at: datetime
+    batch_id: int
+
+
+_EVENT_COLUMNS = 'event_id, customer, type, "timestamp", properties::text, received_at, batch_id'
+_CORRECTION_COLUMNS = "id, event_id, kind, properties::text, reason, created_at, batch_id"
+
+
+def find_event(
+    connection: psycopg.Connection[Any], tenant_id: uuid.UUID, event_id: str, *, lock: bool = False
+) -> EventRow | None:
+    """The stored event with this id, or None (never sent, or its partition is past retention).
+
+    The registry row gives the timestamp and batch, which lead to the event's partition and index
+    entry. `lock`: lock the registry row, so corrections of one event are serialized.
+    """
+    registered = connection.execute(
+        'SELECT "timestamp", batch_id FROM event_ids WHERE tenant_id = %s AND event_id = %s'
+        + (" FOR UPDATE" if lock else ""),
+        (tenant_id, event_id),
+    ).fetchone()
+    if registered is None:
+        return None
+    row = connection.execute(
+        f"""SELECT {_EVENT_COLUMNS} FROM events
+            WHERE tenant_id = %s AND event_id = %s AND "timestamp" = %s AND batch_id = %s""",
+        (tenant_id, event_id, registered[0], registered[1]),
+    ).fetchone()
+    return EventRow(*row) if row is not None else None
+
+
+def corrections_of(connection: psycopg.Connection[Any], tenant_id: uuid.UUID, event_id: str) -> list[CorrectionRow]:
+    rows = connection.execute(
+        f"""SELECT {_CORRECTION_COLUMNS} FROM event_corrections
+            WHERE tenant_id = %s AND event_id = %s ORDER BY created_at, id""",
+        (tenant_id, event_id),
+    ).fetchall()
+    return [CorrectionRow(*row) for row in rows]
+
+
+def corrections_of_events(
+    connection: psycopg.Connection[Any], tenant_id: uuid.UUID, event_ids: Sequence[str]
+) -> dict[str, list[CorrectionRow]]:
+    found: dict[str, list[CorrectionRow]] = {}
+    if not event_ids:
+        return found
+    rows = connection.execute(
+        f"""SELECT {_CORRECTION_COLUMNS} FROM event_corrections
+            WHERE tenant_id = %s AND event_id = ANY(%s::text[]) ORDER BY created_at, id""",
+        (tenant_id, list(event_ids)),
+    ).fetchall()
+    for row in rows:
+        found.setdefault(row[1], []).append(CorrectionRow(*row))
+    return found
+
+
+def write_correction(
+    connection: psycopg.Connection[Any],
+    tenant_id: uuid.UUID,
+    *,
+    correction_id: uuid.UUID,
+    event_id: str,
+    kind: Literal["retract", "amend"],
+    properties_json: str | None,
+    reason: str,
+    created_at: datetime,
+) -> CorrectionRow:
+    """Record a correction as its own batch (source `correction`, one row) and queue it for the
+    rollups. Does not commit."""
+    batch_id = connection.execute(
+        """
+        WITH batch AS (
+            INSERT INTO ingest_batches (tenant_id, received_at, source, event_count)
+            VALUES (%(tenant)s, %(created_at)s, 'correction', 1) RETURNING batch_id
+        ), correction AS (
+            INSERT INTO event_corrections (id, tenant_id, event_id, kind, properties, reason, created_at, batch_id)
+            SELECT %(id)s, %(tenant)s, %(event_id)s, %(kind)s, %(properties)s::jsonb, %(reason)s, %(created_at)s,
+                   batch_id
+            FROM batch
+        ), queued AS (
+            INSERT INTO rollup_queue (batch_id, tenant_id, queued_at)
+            SELECT batch_id, %(tenant)s, %(created_at)s FROM batch
+        )
+        SELECT batch_id FROM batch
+        """,
+        {
+            "tenant": tenant_id,
+            "id": correction_id,
+            "event_id": event_id,
+            "kind": kind,
+            "properties": properties_json,
+            "reason": reason,
+            "created_at": created_at,
+        },
+    ).fetchone()
+    if batch_id is None:  # pragma: no cover - INSERT … RETURNING always returns its row
+        raise RuntimeError("the correction batch was not recorded")
+    stored = connection.execute(
+        f"SELECT {_CORRECTION_COLUMNS} FROM event_corrections WHERE id = %s", (correction_id,)
+    ).fetchone()
+    if stored is None:  # pragma: no cover
+        raise RuntimeError("the correction was not recorded")
+    return CorrectionRow(*stored)
+
+
+def closed_through(connection: psycopg.Connection[Any], tenant_id: uuid.UUID, customer: str) -> datetime | None:
+    row = connection.execute(
+        "SELECT closed_through FROM usage_closures WHERE tenant_id = %s AND customer = %s", (tenant_id, customer)
+    ).fetchone()
+    return row[0] if row is not None else None
+
+
+# ----- listing ------------------------------------------------------------------------------------
+
+
+def list_events(
+    connection: psycopg.Connection[Any],
+    tenant_id: uuid.UUID,
+    *,
+    customer: str | None,
+    type: str | None,
+    start: datetime,
+    end: datetime,
+    after: tuple[datetime, str] | None,
+    limit: int,
+) -> list[EventRow]:
+    """Events with `start <= timestamp < end`, ordered by timestamp then id, after the cursor
+    `(timestamp, id)`; at most `limit` rows."""
+    conditions = [sql.SQL('tenant_id = %(tenant)s AND "timestamp" >= %(start)s AND "timestamp" < %(end)s')]
+    if customer is not None:
+        conditions.append(sql.SQL("customer = %(customer)s"))
+    if type is not None:
+        conditions.append(sql.SQL("type = %(type)s"))
+    if after is not None:
+        conditions.append(sql.SQL('("timestamp", event_id) > (%(after_timestamp)s, %(after_id)s)'))
+    query = sql.SQL(
+        'SELECT {columns} FROM events WHERE {conditions} ORDER BY "timestamp", event_id LIMIT %(limit)s'
+    ).format(columns=sql.SQL(_EVENT_COLUMNS), conditions=sql.SQL(" AND ").join(conditions))
+    rows = connection.execute(
+        query,
+        {
+            "tenant": tenant_id,
+            "start": start,
+            "end": end,
+            "customer": customer,
+            "type": type,
+            "after_timestamp": after[0] if after else None,
+            "after_id": after[1] if after else None,
+            "limit": limit,
+        },
+    ).fetchall()
+    return [EventRow(*row) for row in rows]
+
+
+# ----- partitions ---------------------------------------------------------------------------------
+
+# Serializes partition maintenance across processes (several may start at once).
+_PARTITION_LOCK_KEY = 0x7A11E0E7
+PARTITION_LOCK_TIMEOUT_MS = 5_000
+
+
+@dataclass(frozen=True, slots=True)
+class Partition:
+    name: str
+    start: datetime
+    end: datetime
+
+
+def _month_start(moment: datetime) -> datetime:
+    moment = moment.astimezone(UTC)
+    return datetime(moment.year, moment.month, 1, tzinfo=UTC)
+
+
+def _next_month(month: datetime) -> datetime:
+    return datetime(month.year + (month.month == 12), month.month % 12 + 1, 1, tzinfo=UTC)
+
+
+def partition_name(month: datetime) -> str:
+    return f"events_{month.year:04d}_{month.month:02d}"
+
+
+def months_between(start: datetime, end: datetime) -> list[datetime]:
+    """The first instants of the months that overlap `[start, end)`."""
+    months = []
+    month = _month_start(start)
+    while month < end:
+        months.append(month)
+        month = _next_month(month)
+    return months
+
+
+_LIST_PARTITIONS = """
+SELECT child.relname, pg_get_expr(child.relpartbound, child.oid)
+FROM pg_inherits JOIN pg_class child ON child.oid = pg_inherits.inhrelid
+WHERE pg_inherits.inhparent = 'events'::regclass
+"""
+
+
+def event_partitions(connection: psycopg.Connection[Any]) -> list[Partition]:
+    """The monthly partitions of `events` (named events_YYYY_MM), oldest first; the default one excluded."""
+    partitions = []
+    for name, _bound in connection.execute(_LIST_PARTITIONS).fetchall():
+        if not (name.startswith("events_") and len(name) == len("events_2025_01") and name[7:11].isdigit()):
+            continue
+        month = datetime(int(name[7:11]), int(name[12:14]), 1, tzinfo=UTC)
+        partitions.append(Partition(name, month, _next_month(month)))
+    return sorted(partitions, key=lambda partition: partition.start)
+
+
+def ensure_event_partitions(engine: Engine, start: datetime, end: datetime) -> list[str]:
+    """Create the monthly partitions `events_YYYY_MM` covering `[start, end)` that are missing;
+    returns the names created. Rows already in the default partition for a new month are moved
+    into it (PostgreSQL refuses to create a partition the default one holds rows for)."""
+    created = []
+    with psycopg_transaction(engine) as connection:
+        connection.execute("SELECT pg_advisory_xact_lock(%s)", (_PARTITION_LOCK_KEY,))
+        existing = {partition.name for partition in event_partitions(connection)}
+        missing = [month for month in months_between(start, end) if partition_name(month) not in existing]
+        if missing:
+            _lock_events(connection)
+        for month in missing:
+            name = partition_name(month)
+            _create_partition(connection, name, month, _next_month(month))
+            created.append(name)
+    return created
+
+
+def _lock_events(connection: psycopg.Connection[Any]) -> None:
+    """Take the lock that creating, attaching or detaching a partition needs anyway, up front (so rows
+    cannot land in the default partition between moving them and creating the partition). A
+    long-running reader could make it wait, and every writer queue behind the wait: give up after a
+    few seconds instead (`LockNotAvailable`; the daily job tries again)."""
+    connection.execute(f"SET LOCAL lock_timeout = '{PARTITION_LOCK_TIMEOUT_MS}ms'")
+    connection.execute("LOCK TABLE events IN ACCESS EXCLUSIVE MODE")
+
+
+def _create_partition(connection: psycopg.Connection[Any], name: str, start: datetime, end: datetime) -> None:
+    bounds = {"start": start, "end": end}
+    stray = connection.execute(
+        'SELECT EXISTS (SELECT 1 FROM events_default WHERE "timestamp" >= %(start)s AND "timestamp" < %(end)s)',
+        bounds,
+    ).fetchone()
+    if stray is not None and stray[0]:
+        connection.execute(
+            """CREATE TEMP TABLE events_moving ON COMMIT DROP AS
+               WITH moved AS (DELETE FROM events_default WHERE "timestamp" >= %(start)s AND "timestamp" < %(end)s
+                              RETURNING *)
+               SELECT * FROM moved""",
+            bounds,
+        )
+    connection.execute(
+        sql.SQL("CREATE TABLE {} PARTITION OF events FOR VALUES FROM ({}) TO ({})").format(
+            sql.Identifier(name), sql.Literal(start.isoformat()), sql.Literal(end.isoformat())
+        )
+    )
+    if stray is not None and stray[0]:
+        connection.execute("INSERT INTO events SELECT * FROM events_moving")
+        connection.execute("DROP TABLE events_moving")
+
+
+def drop_event_partitions_before(engine: Engine, cutoff: datetime) -> list[str]:
+    """Detach and drop the monthly partitions that end at or before `cutoff` (every event in them is
+    older); returns their names. The dedup registry (`event_ids`) is never touched."""
+    dropped = []
+    with psycopg_transaction(engine) as connection:
+        connection.execute("SELECT pg_advisory_xact_lock(%s)", (_PARTITION_LOCK_KEY,))
+        expired = [partition for partition in event_partitions(connection) if partition.end <= cutoff]
+        if expired:
+            _lock_events(connection)
+        for partition in expired:
+            connection.execute(sql.SQL("ALTER TABLE events DETACH PARTITION {}").format(sql.Identifier(partition.name)))
+            connection.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(partition.name)))
+            dropped.append(partition.name)
+    return dropped

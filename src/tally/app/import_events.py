@@ -1,0 +1,320 @@
+"""Import events in bulk (`tally events import`): records from a file, in chunks, through ingest.
+
+Each chunk goes through `ingest_events` with `source="import"` — the very rules, dedup and results
+of the HTTP API, straight against the database. So an import is idempotent like every other write:
+running it again finds every event a duplicate and counts nothing twice.
+
+The file is read on a thread of its own, a few chunks ahead of the database, so at most a few
+chunks are in memory however large the file is. With `jobs=1` the lines are decoded on that thread
+too and each chunk is ingested here, decoding the next chunk while the database writes this one.
+With `jobs=N`, N worker processes each decode and ingest whole chunks (in transactions of their
+own): JSON decoding and validation, which take more CPU than the database's part, then run on N
+cores. Outcomes are reported in file order either way.
+
+Lines that cannot even be read as an event (not JSON, not an object, a malformed CSV row) are
+rejected with their line number and never reach ingest.
+
+With `dry_run`, events are only validated (the same checks ingest runs first); nothing is written,
+and whether an event would be a duplicate or a conflict is not known.
+"""
+
+from __future__ import annotations
+
+import collections
+import multiprocessing
+import queue
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from sqlalchemy import Engine
+
+from tally.adapters.clock import Clock
+from tally.adapters.event_files import SourceRecord, decode_line
+from tally.adapters.postgres import database
+from tally.app.ingest_events import IngestOptions, ingest_events
+from tally.core.metering.events import EVENTS_PER_BATCH_MAX, parse_event
+from tally.core.rejections import Rejection
+
+LineStatus = Literal["accepted", "duplicate", "conflict", "rejected", "valid"]
+REFUSALS_KEPT_MAX = 1_000
+JOBS_MAX = 32
+# Chunks read ahead of the one being written: enough to keep the database busy, few in memory.
+CHUNKS_AHEAD = 2
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ImportOptions:
+    batch_size: int = 5_000
+    dry_run: bool = False
+    # Worker processes that decode and ingest chunks in parallel; 1: all in this process.
+    jobs: int = 1
+    # How many refusals the summary keeps (with their line numbers); the counts are always complete.
+    refusals_kept: int = 20
+    # The timestamp window, as the API applies it (`IngestOptions.from_settings`).
+    ingest: IngestOptions = field(default_factory=IngestOptions)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.batch_size <= EVENTS_PER_BATCH_MAX:
+            raise ValueError(f"batch_size must be 1 to {EVENTS_PER_BATCH_MAX}, not {self.batch_size}")
+        if not 1 <= self.jobs <= JOBS_MAX:
+            raise ValueError(f"jobs must be 1 to {JOBS_MAX}, not {self.jobs}")
+        if not 0 <= self.refusals_kept <= REFUSALS_KEPT_MAX:
+            raise ValueError(f"refusals_kept must be 0 to {REFUSALS_KEPT_MAX}, not {self.refusals_kept}")
+
+
+@dataclass(frozen=True, slots=True)
+class LineOutcome:
+    """What became of one line. `code`/`field`/`message` say why for `conflict` and `rejected`."""
+
+    record: SourceRecord
+    status: LineStatus
+    event_id: str | None = None
+    code: str | None = None
+    field: str | None = None
+    message: str | None = None
+
+    @property
+    def refused(self) -> bool:
+        return self.status in ("conflict", "rejected")
+
+
+@dataclass(slots=True)
+class ImportSummary:
+    lines: int = 0
+    accepted: int = 0
+    duplicates: int = 0
+    conflicts: int = 0
+    rejected: int = 0
+    valid: int = 0  # dry run: passed validation
+    first_refusals: list[LineOutcome] = field(default_factory=list)
+
+    @property
+    def refused(self) -> int:
+        return self.conflicts + self.rejected
+
+    def add(self, outcome: LineOutcome, refusals_kept: int) -> None:
+        self.lines += 1
+        match outcome.status:
+            case "accepted":
+                self.accepted += 1
+            case "duplicate":
+                self.duplicates += 1
+            case "conflict":
+                self.conflicts += 1
+            case "rejected":
+                self.rejected += 1
+            case "valid":
+                self.valid += 1
+        if outcome.refused and len(self.first_refusals) < refusals_kept:
+            self.first_refusals.append(outcome)
+
+
+ChunkListener = Callable[[Sequence[LineOutcome]], None]
+# What a chunk's ingest answers per line: (result, event id, code, field, message); None for a
+# line that was already refused as unreadable.
+_Answer = tuple[str, str | None, str | None, str | None, str | None]
+
+
+def import_events(
+    engine: Engine,
+    clock: Clock,
+    tenant_id: uuid.UUID,
+    records: Iterable[SourceRecord],
+    options: ImportOptions,
+    *,
+    on_chunk: ChunkListener | None = None,
+) -> ImportSummary:
+    """Ingest `records` chunk by chunk; `on_chunk` sees each chunk's outcomes in file order (progress,
+    a rejects file). Records may be undecoded (`SourceRecord.pending`): they are decoded here."""
+    summary = ImportSummary()
+    parallel = options.jobs > 1 and not options.dry_run
+    chunks = _read_ahead(records, options.batch_size, decode=not parallel)
+    if parallel:
+        answered = _ingest_in_processes(engine, clock, tenant_id, chunks, options)
+    else:
+        answered = (
+            (
+                chunk,
+                _validate(clock, chunk, options.ingest)
+                if options.dry_run
+                else _ingest(engine, clock, tenant_id, chunk, options.ingest),
+            )
+            for chunk in chunks
+        )
+    for chunk, answers in answered:
+        outcomes = [_outcome(record, answer) for record, answer in zip(chunk, answers, strict=True)]
+        for outcome in outcomes:
+            summary.add(outcome, options.refusals_kept)
+        if on_chunk is not None:
+            on_chunk(outcomes)
+    return summary
+
+
+def _outcome(record: SourceRecord, answer: _Answer | None) -> LineOutcome:
+    if answer is None:
+        unreadable_code, detail = record.error or ("line_unreadable", "")
+        return LineOutcome(record, "rejected", code=unreadable_code, message=detail)
+    result, event_id, code, field_name, message = answer
+    return LineOutcome(record, result, event_id, code, field_name, message)  # type: ignore[arg-type]
+
+
+def _ingest_chunk(
+    engine: Engine,
+    clock: Clock,
+    tenant_id: uuid.UUID,
+    events: Sequence[dict[str, Any] | None],
+    ingest: IngestOptions,
+) -> list[_Answer | None]:
+    """Ingest the events of a chunk (None: an unreadable line, skipped) in one transaction."""
+    readable = [event for event in events if event is not None]
+    outcomes = iter(
+        ingest_events(engine, clock, tenant_id, readable, source="import", options=ingest).outcomes if readable else ()
+    )
+    answers: list[_Answer | None] = []
+    for event in events:
+        if event is None:
+            answers.append(None)
+            continue
+        outcome = next(outcomes)
+        rejection = outcome.rejection
+        answers.append(
+            (
+                outcome.result,
+                outcome.event_id,
+                rejection.code if rejection else None,
+                rejection.field if rejection else None,
+                rejection.message if rejection else None,
+            )
+        )
+    return answers
+
+
+def _ingest(
+    engine: Engine, clock: Clock, tenant_id: uuid.UUID, chunk: Sequence[SourceRecord], ingest: IngestOptions
+) -> list[_Answer | None]:
+    return _ingest_chunk(engine, clock, tenant_id, [record.event for record in chunk], ingest)
+
+
+def _validate(clock: Clock, chunk: Sequence[SourceRecord], ingest: IngestOptions) -> list[_Answer | None]:
+    window = ingest.window(clock.now())
+    answers: list[_Answer | None] = []
+    for record in chunk:
+        if record.event is None:
+            answers.append(None)
+            continue
+        parsed = parse_event(record.event, window)
+        event_id = record.event.get("id") if isinstance(record.event.get("id"), str) else None
+        if isinstance(parsed, Rejection):
+            answers.append(("rejected", event_id, parsed.code, parsed.field, parsed.message))
+        else:
+            answers.append(("valid", event_id, None, None, None))
+    return answers
+
+
+# Several processes.
+
+_worker: dict[str, Any] = {}
+
+
+def _start_worker(database_url: str, clock: Clock) -> None:
+    _worker["engine"] = database.make_engine(database_url, pool_size=1)
+    _worker["clock"] = clock
+
+
+def _work(tenant_id: uuid.UUID, items: Sequence[str | dict[str, Any] | None], ingest: IngestOptions) -> list[Any]:
+    """In a worker process: decode the pending lines (text), then ingest the chunk."""
+    events: list[dict[str, Any] | None] = []
+    unreadable: dict[int, tuple[str, str]] = {}
+    for index, item in enumerate(items):
+        if isinstance(item, str):
+            event, error = decode_line(item)
+            if error is not None:
+                unreadable[index] = error
+            events.append(event)
+        else:
+            events.append(item)
+    answers: list[Any] = _ingest_chunk(_worker["engine"], _worker["clock"], tenant_id, events, ingest)
+    for index, (code, message) in unreadable.items():
+        answers[index] = ("rejected", None, code, None, message)
+    return answers
+
+
+def _ingest_in_processes(
+    engine: Engine,
+    clock: Clock,
+    tenant_id: uuid.UUID,
+    chunks: Iterator[list[SourceRecord]],
+    options: ImportOptions,
+) -> Iterator[tuple[list[SourceRecord], list[_Answer | None]]]:
+    """Chunks go to `options.jobs` processes, at most two each in flight; answers come back in order."""
+    database_url = engine.url.render_as_string(hide_password=False)
+    in_flight: collections.deque[tuple[list[SourceRecord], Future[list[Any]]]] = collections.deque()
+    with ProcessPoolExecutor(
+        max_workers=options.jobs,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_start_worker,
+        initargs=(database_url, clock),
+    ) as pool:
+        for chunk in chunks:
+            items = [record.raw if record.pending else record.event for record in chunk]
+            in_flight.append((chunk, pool.submit(_work, tenant_id, items, options.ingest)))
+            if len(in_flight) >= 2 * options.jobs:
+                done, future = in_flight.popleft()
+                yield done, future.result()
+        while in_flight:
+            done, future = in_flight.popleft()
+            yield done, future.result()
+
+
+# Reading ahead.
+
+_END = object()
+
+
+def _read_ahead(records: Iterable[SourceRecord], batch_size: int, *, decode: bool) -> Iterator[list[SourceRecord]]:
+    """Chunks of `batch_size` records, read (and with `decode`, decoded) on a thread of its own,
+    `CHUNKS_AHEAD` ahead of the consumer."""
+    chunks: queue.Queue[object] = queue.Queue(maxsize=CHUNKS_AHEAD)
+    stop = threading.Event()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                chunks.put(item, timeout=1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def read() -> None:
+        try:
+            chunk: list[SourceRecord] = []
+            for record in records:
+                chunk.append(record.decoded() if decode else record)
+                if len(chunk) == batch_size:
+                    if not put(chunk):
+                        return
+                    chunk = []
+            if chunk and not put(chunk):
+                return
+            put(_END)
+        except BaseException as error:  # handed to the consumer, which raises it
+            put(error)
+
+    reader = threading.Thread(target=read, name="tally-import-reader", daemon=True)
+    reader.start()
+    try:
+        while True:
+            item = chunks.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item  # type: ignore[misc]
+    finally:
+        stop.set()
+        reader.join()

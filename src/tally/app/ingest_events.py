@@ -1,0 +1,233 @@
+"""Ingest usage events, exactly once: one batch (up to 10,000 events), one database transaction.
+
+  decide — each raw event is parsed and validated by the core (`parse_event`), against the timestamp
+           window of now; ids repeated within the batch are set aside (the first occurrence is the
+           one written);
+  apply  — one statement registers the new ids in the forever dedup registry, stores their events,
+           records the batch and queues it for the rollups; late events are flagged; commit;
+  answer — one outcome per input event, in input order: `accepted`, `duplicate` (this id is already
+           stored with the same content), `conflict` (already stored with different content: the
+           original is kept) or `rejected` (with a code and field).
+
+A batch with invalid events stores the valid ones. The answer is given only after the commit, so
+an `accepted` or `duplicate` event is durable. Concurrent batches sharing ids are safe: the registry's
+primary key decides which one stores an id; the others answer duplicate or conflict.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+import psycopg
+from sqlalchemy import Engine
+
+from tally.adapters.clock import Clock
+from tally.adapters.ids import new_ids
+from tally.adapters.postgres import events as store
+from tally.adapters.postgres.connections import run_in_transaction
+from tally.core.metering.events import (
+    EVENTS_PER_BATCH_MAX,
+    Event,
+    TimestampWindow,
+    check_window,
+    parse_event,
+    raw_event_id,
+)
+from tally.core.rejections import InvariantViolation, Rejected, Rejection
+from tally.settings import Settings
+
+__all__ = [
+    "EVENTS_PER_BATCH_MAX",
+    "EventOutcome",
+    "IngestOptions",
+    "IngestResult",
+    "OutcomeKind",
+    "ingest_events",
+]
+
+OutcomeKind = Literal["accepted", "duplicate", "conflict", "rejected"]
+
+HORIZON_DAYS_DEFAULT = 90
+FUTURE_SKEW_SECONDS_DEFAULT = 300
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IngestOptions:
+    """How far into the past (`horizon_days`) and the future (`future_skew_seconds`) an event's
+    timestamp may be, measured from the clock's now."""
+
+    horizon_days: int = HORIZON_DAYS_DEFAULT
+    future_skew_seconds: int = FUTURE_SKEW_SECONDS_DEFAULT
+
+    def __post_init__(self) -> None:
+        if self.horizon_days < 1 or self.future_skew_seconds < 0:
+            raise ValueError("horizon_days must be at least 1 and future_skew_seconds at least 0")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> IngestOptions:
+        return cls(horizon_days=settings.ingest_horizon_days, future_skew_seconds=settings.ingest_future_skew_seconds)
+
+    def window(self, now: datetime) -> TimestampWindow:
+        return TimestampWindow(
+            earliest=now - timedelta(days=self.horizon_days),
+            latest=now + timedelta(seconds=self.future_skew_seconds),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class EventOutcome:
+    """What happened to one input event. `event_id` is None for a rejected event without a usable id;
+    `late`: accepted into a period already invoiced (flagged in `late_usage`)."""
+
+    result: OutcomeKind
+    event_id: str | None
+    rejection: Rejection | None = None
+    late: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    """Outcomes in input order, with counts. `batch_id` is None when no event was new (then nothing
+    was written: no batch row, nothing queued)."""
+
+    batch_id: int | None
+    received_at: datetime
+    outcomes: tuple[EventOutcome, ...]
+    accepted: int
+    duplicate: int
+    conflict: int
+    rejected: int
+    late: int
+
+
+def ingest_events(
+    engine: Engine,
+    clock: Clock,
+    tenant_id: uuid.UUID,
+    raw_events: Sequence[Mapping[str, Any]] | Sequence[Event] | Sequence[Any],
+    *,
+    source: Literal["api", "import"] = "api",
+    options: IngestOptions = IngestOptions(),
+) -> IngestResult:
+    """Ingest up to `EVENTS_PER_BATCH_MAX` events in one transaction and answer once it committed.
+
+    `raw_events`: decoded JSON objects (see `tally.core.metering.events.decode_json`: numbers must
+    be int or Decimal, never float), or `Event`s made by `parse_event` (their timestamps are checked
+    against the window again). Anything else in the sequence is rejected as `event_must_be_object`.
+    Raises `Rejected` (`batch_too_large`) for more than `EVENTS_PER_BATCH_MAX` events.
+    """
+    if len(raw_events) > EVENTS_PER_BATCH_MAX:
+        raise Rejected.because(
+            "batch_too_large", f"a batch has at most {EVENTS_PER_BATCH_MAX} events, got {len(raw_events)}", "events"
+        )
+    received_at = clock.now()
+    window = options.window(received_at)
+
+    # decide: validate, and keep the first occurrence of each id.
+    parsed: list[Event | Rejection] = []
+    first: dict[str, Event] = {}
+    for raw in raw_events:
+        event = _validate(raw, window)
+        parsed.append(event)
+        if isinstance(event, Event) and event.id not in first:
+            first[event.id] = event
+
+    # apply
+    written: store.WrittenBatch | None = None
+    if first:
+        unique = sorted(first.values(), key=lambda event: event.id)
+        written = run_in_transaction(
+            engine, lambda connection: _write(connection, tenant_id, received_at, source, unique)
+        )
+
+    # answer: each occurrence is compared with the content that won its id.
+    existing = written.existing if written else {}
+    late_ids = {late[0] for late in written.late} if written else set()
+    outcomes: list[EventOutcome] = []
+    answered: set[str] = set()
+    counts = {"accepted": 0, "duplicate": 0, "conflict": 0, "rejected": 0}
+    for raw, event in zip(raw_events, parsed, strict=True):
+        if isinstance(event, Rejection):
+            outcome = EventOutcome("rejected", raw_event_id(raw), event)
+        else:
+            stored_hash = existing.get(event.id)
+            if event.id in existing:
+                if stored_hash is None:  # pragma: no cover - `_write` fills every hash in
+                    raise InvariantViolation(f"no stored content hash for event {event.id!r}")
+                winner = stored_hash
+            else:
+                winner = first[event.id].content_hash
+            if event.id not in existing and event.id not in answered:
+                outcome = EventOutcome("accepted", event.id, late=event.id in late_ids)
+            elif event.content_hash == winner:
+                outcome = EventOutcome("duplicate", event.id)
+            else:
+                outcome = EventOutcome(
+                    "conflict",
+                    event.id,
+                    Rejection(
+                        "exists_with_different_content",
+                        "an event with this id was already received with a different customer, type, timestamp "
+                        "or properties; the original is kept",
+                        "id",
+                    ),
+                )
+            answered.add(event.id)
+        counts[outcome.result] += 1
+        outcomes.append(outcome)
+    return IngestResult(
+        batch_id=written.batch_id if written else None,
+        received_at=received_at,
+        outcomes=tuple(outcomes),
+        accepted=counts["accepted"],
+        duplicate=counts["duplicate"],
+        conflict=counts["conflict"],
+        rejected=counts["rejected"],
+        late=len(late_ids),
+    )
+
+
+def _validate(raw: object, window: TimestampWindow) -> Event | Rejection:
+    if isinstance(raw, Event):
+        return check_window(raw.timestamp, window) or raw
+    return parse_event(raw, window)
+
+
+def _write(
+    connection: psycopg.Connection[Any],
+    tenant_id: uuid.UUID,
+    received_at: datetime,
+    source: Literal["api", "import"],
+    events: Sequence[Event],
+) -> store.WrittenBatch:
+    written = store.write_events(connection, tenant_id, received_at, source, events)
+    racing = [event_id for event_id, stored_hash in written.existing.items() if stored_hash is None]
+    if racing:
+        # Registered by a transaction that committed while this statement ran: a new statement sees it.
+        hashes = store.registered_hashes(connection, tenant_id, racing)
+        missing = set(racing) - set(hashes)
+        if missing:
+            raise InvariantViolation(f"event ids neither inserted nor registered: {sorted(missing)[:5]}")
+        written = store.WrittenBatch(
+            batch_id=written.batch_id,
+            event_count=written.event_count,
+            existing={**written.existing, **hashes},
+            late=written.late,
+        )
+    if written.late:
+        ids = new_ids(len(written.late))
+        store.flag_late_usage(
+            connection,
+            tenant_id,
+            "late_event",
+            received_at,
+            [
+                (id_, event_id, customer, timestamp)
+                for id_, (event_id, customer, timestamp) in zip(ids, written.late, strict=True)
+            ],
+        )
+    return written

@@ -1,0 +1,1 @@
+"""Metering: usage events (`events`), meters and their aggregation. Pure: see README.md."""

@@ -145,7 +145,7 @@ def _database(options: UsageBenchOptions) -> tuple[str, str | None]:
     if options.database_url:
         return options.database_url, None
     server = embedded_server_url(Settings().data_dir)
-    name = f"tally_bench_usage_{os.getpid()}"
+    name = f"usage_bench_{os.getpid()}"
     with psycopg.connect(server, autocommit=True) as connection:
         connection.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
         connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))

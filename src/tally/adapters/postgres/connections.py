@@ -34,7 +34,12 @@ def psycopg_transaction(engine: Engine) -> Iterator[psycopg.Connection[Any]]:
             yield raw
             raw.commit()
         except BaseException:
-            raw.rollback()
+            if raw.closed or raw.broken:
+                # A dead connection (server restart, network): drop it from the pool instead of
+                # checking every connection with a round trip before use.
+                connection.invalidate()
+            else:
+                raw.rollback()
             raise
 
 

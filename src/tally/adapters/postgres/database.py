@@ -33,9 +33,11 @@ def make_engine(url: str, pool_size: int = 10) -> Engine:
         sqlalchemy_url(url),
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
-        # Tally sets every transaction boundary itself; nothing relies on implicit autobegin semantics
-        # beyond SQLAlchemy's own.
+        # No ping before each checkout (a round trip per unit of work): a connection found dead is
+        # invalidated when it fails (see connections.psycopg_transaction), and the request retried
+        # by its caller. Connections are recycled hourly so none outlives a failover for long.
+        pool_pre_ping=False,
+        pool_recycle=3600,
     )
 
 

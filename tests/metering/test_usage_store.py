@@ -59,7 +59,8 @@ def _event(draw: st.DrawFn, index: int) -> MeteredEvent:
         value = draw(values)
         if value is not None or draw(st.booleans()):
             properties[key] = value
-    minute = draw(st.integers(-240, 720))
+    # Mostly within a day, some over three days (so whole days come from daily rollups).
+    minute = draw(st.one_of(st.integers(-240, 720), st.integers(-1500, 3000)))
     return MeteredEvent(
         event_id=f"e{index:04d}",
         customer=draw(st.sampled_from(["c1", "c1", "c2"])),
@@ -71,9 +72,10 @@ def _event(draw: st.DrawFn, index: int) -> MeteredEvent:
 
 @st.composite
 def _window(draw: st.DrawFn) -> tuple[datetime, datetime, Granularity, bool]:
-    start = T0 + timedelta(minutes=draw(st.integers(-300, 700)), seconds=draw(st.sampled_from([0, 30])))
+    start = T0 + timedelta(minutes=draw(st.integers(-1500, 700)), seconds=draw(st.sampled_from([0, 30])))
     length = timedelta(
-        minutes=draw(st.sampled_from([1, 59, 60, 61, 125, 600, 2000])), seconds=draw(st.sampled_from([0, 1]))
+        minutes=draw(st.sampled_from([1, 59, 60, 61, 125, 600, 2000, 3000, 5000])),
+        seconds=draw(st.sampled_from([0, 1])),
     )
     return start, start + length, draw(st.sampled_from(list(Granularity))), draw(st.booleans())
 

@@ -134,8 +134,8 @@ def verify(
     for version in report.versions:
         for difference in version.sample:
             console.print(
-                f"  {version.meter_code} v{version.version}: {difference.customer} {difference.hour.isoformat()} "
-                f"{list(difference.group_values)}: {difference.what}",
+                f"  {version.meter_code} v{version.version}: {difference.span} {difference.customer} "
+                f"{difference.start.isoformat()} {list(difference.group_values)}: {difference.what}",
                 highlight=False,
             )
     if not report.ok:

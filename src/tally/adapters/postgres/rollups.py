@@ -7,7 +7,9 @@ count or what their values are. The rules are the ones of `tally.core.metering.a
 the tests check this SQL against.
 
 Rollups (`usage_rollups`, `usage_rollup_values`) hold, per (meter version, customer, UTC hour,
-series), the summary of the effective events of batches that are no longer in `rollup_queue`:
+series), the summary of the effective events of batches that are no longer in `rollup_queue`; the
+daily tables (`usage_rollups_daily`, `usage_rollup_values_daily`) the same per UTC day, always equal
+to the combination of the day's hourly rows:
 
 | column | filled for |
 |---|---|
@@ -16,10 +18,11 @@ series), the summary of the effective events of batches that are no longer in `r
 | first_at, first_event_id, first_value, integral | time_weighted_sum (integral: value × µs) |
 | usage_rollup_values.value_key | unique_count |
 
-A batch of new events is *merged* into the rollups (sums add, min/max combine, latest compares
-(timestamp, event id), distinct values insert) — except for time-weighted sums, whose hour summary
-depends on the order of all the hour's events: those hours are *recomputed* from raw events, as are
-the hours a correction touches, for every meter version.
+A batch of new events is *merged* into the hourly and daily rollups (sums add, min/max combine,
+latest compares (timestamp, event id), distinct values insert) — except for time-weighted sums,
+whose hour summary depends on the order of all the hour's events: those hours are *recomputed* from
+raw events, as are the hours a correction touches, for every meter version; the days of recomputed
+hours are then recombined from their hours (`refresh_days`).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import uuid
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -210,11 +213,31 @@ SELECT x.*, {meter.counted} AS counted FROM (
 
 # ----- rollup rows -----------------------------------------------------------------------------------
 
-ROLLUP_COLUMNS = (
-    "tenant_id, meter_version_id, customer, hour, group_key, group_values, event_count, skipped_count, "
-    "value_sum, value_min, value_max, first_at, first_event_id, first_value, last_at, last_event_id, last_value, "
-    "integral"
-)
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """A rollup granularity: hourly rows summarise raw events; daily rows summarise hourly rows."""
+
+    name: str
+    table: str
+    values_table: str
+    column: str
+
+
+HOURLY = Span("hour", "usage_rollups", "usage_rollup_values", "hour")
+DAILY = Span("day", "usage_rollups_daily", "usage_rollup_values_daily", "day")
+SPANS = (HOURLY, DAILY)
+
+
+def rollup_columns(span: Span) -> str:
+    return (
+        f"tenant_id, meter_version_id, customer, {span.column}, group_key, group_values, event_count, skipped_count, "
+        "value_sum, value_min, value_max, first_at, first_event_id, first_value, last_at, last_event_id, last_value, "
+        "integral"
+    )
+
+
+ROLLUP_COLUMNS = rollup_columns(HOURLY)
 # Compared by verify: every column that the rollup statements fill.
 COMPARED_COLUMNS = (
     "group_values",
@@ -241,18 +264,23 @@ def _ordered(column: str, descending: bool) -> str:
     )
 
 
-def rollup_rows_sql(meter: CompiledMeter, matched: str) -> str:
-    """Rollup rows (ROLLUP_COLUMNS, tenant as %(tenant_id)s) from a matched-events query."""
+def _period(span: Span) -> str:
+    """The start of a matched event's period (matched events carry their UTC `hour`)."""
+    return "hour" if span is HOURLY else "date_trunc('day', hour, 'UTC')"
+
+
+def rollup_rows_sql(meter: CompiledMeter, matched: str, span: Span = HOURLY) -> str:
+    """Rollup rows (`rollup_columns(span)`, tenant as %(tenant_id)s) from a matched-events query."""
     time_weighted = meter.time_weighted
-    source = "matched"
+    source = f"(SELECT matched.*, {_period(span)} AS period FROM matched) AS matched"
     integral = "NULL::numeric"
     if time_weighted:
-        # Within one (customer, hour, series), in (timestamp, event id) order, each valued event holds
-        # its level until the next one: value × microseconds to the next event.
-        source = """(SELECT matched.*, CASE WHEN value IS NOT NULL THEN lead("timestamp") OVER (
-                         PARTITION BY customer, hour, group_values, value IS NOT NULL
+        # Within one (customer, period, series), in (timestamp, event id) order, each valued event
+        # holds its level until the next one: value × microseconds to the next event.
+        source = f"""(SELECT matched.*, CASE WHEN value IS NOT NULL THEN lead("timestamp") OVER (
+                         PARTITION BY customer, period, group_values, value IS NOT NULL
                          ORDER BY "timestamp", event_id COLLATE "C") END AS next_at
-                     FROM matched) AS matched"""
+                     FROM {source}) AS matched"""
         integral = (
             'coalesce(sum(value * (extract(epoch FROM next_at) - extract(epoch FROM "timestamp")) * 1000000)'
             " FILTER (WHERE value IS NOT NULL AND next_at IS NOT NULL), 0)"
@@ -275,65 +303,73 @@ def rollup_rows_sql(meter: CompiledMeter, matched: str) -> str:
     value_columns = ", ".join(columns)
     return f"""
 WITH matched AS ({matched})
-SELECT %(tenant_id)s::uuid, %(version_id)s::bigint, customer, hour,
+SELECT %(tenant_id)s::uuid, %(version_id)s::bigint, customer, period,
        {GROUP_KEY_SQL.format(values="group_values")}, group_values,
        count(*) FILTER (WHERE counted), count(*) FILTER (WHERE NOT counted),
        {value_columns}
 FROM {source}
-GROUP BY customer, hour, group_values"""
+GROUP BY customer, period, group_values"""
 
 
-def rollup_values_sql(matched: str) -> str:
-    """The distinct (customer, hour, series, value) rows of unique_count, from a matched-events query."""
+def rollup_values_sql(matched: str, span: Span = HOURLY) -> str:
+    """The distinct (customer, period, series, value) rows of unique_count, from a matched-events query."""
     return f"""
-SELECT DISTINCT %(tenant_id)s::uuid, %(version_id)s::bigint, customer, hour,
+SELECT DISTINCT %(tenant_id)s::uuid, %(version_id)s::bigint, customer, {_period(span)},
        {GROUP_KEY_SQL.format(values="group_values")}, group_values, value_key
 FROM ({matched}) matched
 WHERE value_key IS NOT NULL"""
 
 
-_MERGE = """
-ON CONFLICT (tenant_id, meter_version_id, customer, hour, group_key) DO UPDATE SET
-    event_count = usage_rollups.event_count + EXCLUDED.event_count,
-    skipped_count = usage_rollups.skipped_count + EXCLUDED.skipped_count,
-    value_sum = coalesce(usage_rollups.value_sum + EXCLUDED.value_sum, usage_rollups.value_sum, EXCLUDED.value_sum),
-    value_min = least(usage_rollups.value_min, EXCLUDED.value_min),
-    value_max = greatest(usage_rollups.value_max, EXCLUDED.value_max),
-    last_at = CASE WHEN {newer} THEN EXCLUDED.last_at ELSE usage_rollups.last_at END,
-    last_event_id = CASE WHEN {newer} THEN EXCLUDED.last_event_id ELSE usage_rollups.last_event_id END,
-    last_value = CASE WHEN {newer} THEN EXCLUDED.last_value ELSE usage_rollups.last_value END
-""".format(
-    newer=(
-        "(EXCLUDED.last_at IS NOT NULL AND (usage_rollups.last_at IS NULL OR EXCLUDED.last_at > usage_rollups.last_at"
-        ' OR (EXCLUDED.last_at = usage_rollups.last_at AND EXCLUDED.last_event_id COLLATE "C"'
-        ' > usage_rollups.last_event_id COLLATE "C")))'
+def _merge(span: Span) -> str:
+    """ON CONFLICT clause adding a delta row to a stored one (every aggregation but time-weighted sums)."""
+    table = span.table
+    newer = (
+        f"(EXCLUDED.last_at IS NOT NULL AND ({table}.last_at IS NULL OR EXCLUDED.last_at > {table}.last_at"
+        f' OR (EXCLUDED.last_at = {table}.last_at AND EXCLUDED.last_event_id COLLATE "C"'
+        f' > {table}.last_event_id COLLATE "C")))'
     )
-)
+    return f"""
+ON CONFLICT (tenant_id, meter_version_id, customer, {span.column}, group_key) DO UPDATE SET
+    event_count = {table}.event_count + EXCLUDED.event_count,
+    skipped_count = {table}.skipped_count + EXCLUDED.skipped_count,
+    value_sum = coalesce({table}.value_sum + EXCLUDED.value_sum, {table}.value_sum, EXCLUDED.value_sum),
+    value_min = least({table}.value_min, EXCLUDED.value_min),
+    value_max = greatest({table}.value_max, EXCLUDED.value_max),
+    last_at = CASE WHEN {newer} THEN EXCLUDED.last_at ELSE {table}.last_at END,
+    last_event_id = CASE WHEN {newer} THEN EXCLUDED.last_event_id ELSE {table}.last_event_id END,
+    last_value = CASE WHEN {newer} THEN EXCLUDED.last_value ELSE {table}.last_value END"""
 
 
 def merge_batches(
     connection: psycopg.Connection[Any], tenant_id: uuid.UUID, meter: CompiledMeter, batch_ids: Sequence[int]
 ) -> None:
-    """Add the events of `batch_ids` to a mergeable meter's rollups (not for time-weighted sums)."""
+    """Add the events of `batch_ids` to a mergeable meter's hourly and daily rollups (not for
+    time-weighted sums, whose periods are recomputed)."""
     if meter.time_weighted:
         raise ValueError("time-weighted rollups are recomputed, never merged")
     matched = matched_events_sql(
         meter, "events e", "e.tenant_id = %(tenant_id)s AND e.batch_id = ANY(%(batch_ids)s) AND e.type = %(event_type)s"
     )
     parameters = {**meter.parameters, "tenant_id": tenant_id, "batch_ids": list(batch_ids)}
-    connection.execute(
-        f"INSERT INTO usage_rollups ({ROLLUP_COLUMNS}) {rollup_rows_sql(meter, matched)} {_MERGE}", parameters
-    )
-    if meter.kind is AggregationKind.UNIQUE_COUNT:
+    for span in SPANS:
         connection.execute(
-            f"INSERT INTO usage_rollup_values {rollup_values_sql(matched)} ON CONFLICT DO NOTHING", parameters
+            f"INSERT INTO {span.table} ({rollup_columns(span)}) {rollup_rows_sql(meter, matched, span)} {_merge(span)}",
+            parameters,
         )
+        if meter.kind is AggregationKind.UNIQUE_COUNT:
+            connection.execute(
+                f"INSERT INTO {span.values_table} {rollup_values_sql(matched, span)} ON CONFLICT DO NOTHING",
+                parameters,
+            )
 
 
-# Hour cells given as two parallel arrays: customers and hours.
-_CELLS = "unnest(%(cell_customers)s::text[], %(cell_hours)s::timestamptz[]) AS cell(customer, hour)"
+def _cells(column: str) -> str:
+    """(customer, period) cells given as two parallel arrays."""
+    return f"unnest(%(cell_customers)s::text[], %(cell_starts)s::timestamptz[]) AS cell(customer, {column})"
+
+
 _CELL_SCOPE = (
-    f"{_CELLS} JOIN events e ON e.tenant_id = %(tenant_id)s AND e.customer = cell.customer"
+    f"{_cells('hour')} JOIN events e ON e.tenant_id = %(tenant_id)s AND e.customer = cell.customer"
     ' AND e.type = %(event_type)s AND e."timestamp" >= cell.hour AND e."timestamp" < cell.hour + interval \'1 hour\''
 )
 
@@ -344,11 +380,21 @@ class Cell:
     hour: datetime
 
 
+def _delete_cells(connection: psycopg.Connection[Any], span: Span, parameters: dict[str, Any]) -> None:
+    for table in (span.table, span.values_table):
+        connection.execute(
+            f"""DELETE FROM {table} t USING {_cells(span.column)}
+                WHERE t.tenant_id = %(tenant_id)s AND t.meter_version_id = %(version_id)s
+                  AND t.customer = cell.customer AND t.{span.column} = cell.{span.column}""",
+            parameters,
+        )
+
+
 def recompute_cells(
     connection: psycopg.Connection[Any], tenant_id: uuid.UUID, meter: CompiledMeter, cells: Iterable[Cell]
 ) -> None:
     """Replace the rollups of (customer, hour) cells by a recomputation from the effective events of
-    batches no longer queued. The caller holds the cells' stripe locks."""
+    batches no longer queued, then their days from their hours. The caller holds the cells' stripe locks."""
     cell_list = sorted(set(cells), key=lambda cell: (cell.customer, cell.hour))
     if not cell_list:
         return
@@ -356,19 +402,85 @@ def recompute_cells(
         **meter.parameters,
         "tenant_id": tenant_id,
         "cell_customers": [cell.customer for cell in cell_list],
-        "cell_hours": [cell.hour for cell in cell_list],
+        "cell_starts": [cell.hour for cell in cell_list],
     }
-    for table in ("usage_rollups", "usage_rollup_values"):
-        connection.execute(
-            f"""DELETE FROM {table} t USING {_CELLS}
-                WHERE t.tenant_id = %(tenant_id)s AND t.meter_version_id = %(version_id)s
-                  AND t.customer = cell.customer AND t.hour = cell.hour""",
-            parameters,
-        )
+    _delete_cells(connection, HOURLY, parameters)
     matched = matched_events_sql(meter, _CELL_SCOPE, NOT_QUEUED)
     connection.execute(f"INSERT INTO usage_rollups ({ROLLUP_COLUMNS}) {rollup_rows_sql(meter, matched)}", parameters)
     if meter.kind is AggregationKind.UNIQUE_COUNT:
         connection.execute(f"INSERT INTO usage_rollup_values {rollup_values_sql(matched)}", parameters)
+    days = sorted({(cell.customer, _day(cell.hour)) for cell in cell_list})
+    refresh_days(connection, tenant_id, meter, days)
+
+
+def _day(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _days_from_hours_sql(meter: CompiledMeter, hourly_scope: str) -> str:
+    """Daily rows combined from the hourly rows `hourly_scope` selects (alias h): counts and sums add,
+    min and max combine, first and last come from the first and last valued hour, and a time-weighted
+    day is its hours' integrals plus each gap between consecutive valued hours at the earlier level."""
+    gap = "NULL::numeric"
+    source = f"(SELECT h.*, date_trunc('day', h.hour, 'UTC') AS period FROM {hourly_scope}) AS h"
+    if meter.time_weighted:
+        source = f"""(SELECT h.*, CASE WHEN h.first_at IS NOT NULL THEN
+                         lag(h.last_value) OVER valued * (extract(epoch FROM h.first_at)
+                                                          - extract(epoch FROM lag(h.last_at) OVER valued)) * 1000000
+                         END AS gap
+                     FROM {source}
+                     WINDOW valued AS (PARTITION BY h.customer, h.period, h.group_key, h.first_at IS NOT NULL
+                                       ORDER BY h.hour)) AS h"""
+        gap = "coalesce(sum(gap), 0)"
+
+    def first(column: str) -> str:
+        return f"(array_agg({column} ORDER BY hour) FILTER (WHERE first_at IS NOT NULL))[1]"
+
+    def last(column: str) -> str:
+        return f"(array_agg({column} ORDER BY hour DESC) FILTER (WHERE last_at IS NOT NULL))[1]"
+
+    return f"""
+SELECT tenant_id, meter_version_id, customer, period, group_key, group_values,
+       sum(event_count), sum(skipped_count), sum(value_sum), min(value_min), max(value_max),
+       {first("first_at")}, {first("first_event_id")}, {first("first_value")},
+       {last("last_at")}, {last("last_event_id")}, {last("last_value")},
+       CASE WHEN count(integral) > 0 THEN coalesce(sum(integral), 0) + {gap} END
+FROM {source}
+GROUP BY tenant_id, meter_version_id, customer, period, group_key, group_values"""
+
+
+def refresh_days(
+    connection: psycopg.Connection[Any],
+    tenant_id: uuid.UUID,
+    meter: CompiledMeter,
+    days: Sequence[tuple[str, datetime]],
+) -> None:
+    """Replace the daily rows of (customer, day) cells by the combination of their hourly rows."""
+    if not days:
+        return
+    parameters = {
+        **meter.parameters,
+        "tenant_id": tenant_id,
+        "cell_customers": [customer for customer, _ in days],
+        "cell_starts": [day for _, day in days],
+    }
+    _delete_cells(connection, DAILY, parameters)
+    scope = f"""{_cells("day")} JOIN usage_rollups h
+        ON h.tenant_id = %(tenant_id)s AND h.meter_version_id = %(version_id)s AND h.customer = cell.customer
+       AND h.hour >= cell.day AND h.hour < cell.day + interval '1 day'"""
+    connection.execute(
+        f"INSERT INTO usage_rollups_daily ({rollup_columns(DAILY)}) {_days_from_hours_sql(meter, scope)}", parameters
+    )
+    if meter.kind is AggregationKind.UNIQUE_COUNT:
+        connection.execute(
+            f"""INSERT INTO usage_rollup_values_daily
+                SELECT DISTINCT v.tenant_id, v.meter_version_id, v.customer, cell.day, v.group_key, v.group_values,
+                       v.value_key
+                FROM {_cells("day")} JOIN usage_rollup_values v
+                  ON v.tenant_id = %(tenant_id)s AND v.meter_version_id = %(version_id)s
+                 AND v.customer = cell.customer AND v.hour >= cell.day AND v.hour < cell.day + interval '1 day'""",
+            parameters,
+        )
 
 
 # Memory for the sorts and hashes of whole-tenant recomputations (backfill, verify), per transaction.
@@ -382,22 +494,34 @@ def refresh_statistics(connection: psycopg.Connection[Any]) -> None:
 
 
 def rebuild_version(connection: psycopg.Connection[Any], tenant_id: uuid.UUID, meter: CompiledMeter) -> int:
-    """Replace all rollups of a version by a set-based recomputation from raw events (backfill).
-
-    The caller holds the tenant's lock exclusively. Returns the number of rollup rows written.
+    """Replace all rollups of a version by a set-based recomputation: hours from raw events, days
+    from hours (backfill). The caller holds the tenant's lock exclusively. Returns the hourly rows written.
     """
     parameters = {**meter.parameters, "tenant_id": tenant_id}
     connection.execute(f"SET LOCAL work_mem = '{BULK_WORK_MEM}'")
-    for table in ("usage_rollups", "usage_rollup_values"):
-        connection.execute(
-            f"DELETE FROM {table} WHERE tenant_id = %(tenant_id)s AND meter_version_id = %(version_id)s", parameters
-        )
+    for span in SPANS:
+        for table in (span.table, span.values_table):
+            connection.execute(
+                f"DELETE FROM {table} WHERE tenant_id = %(tenant_id)s AND meter_version_id = %(version_id)s",
+                parameters,
+            )
     matched = matched_events_sql(meter, "events e", _ALL_SCOPE_WHERE, bulk=True)
     written = connection.execute(
         f"INSERT INTO usage_rollups ({ROLLUP_COLUMNS}) {rollup_rows_sql(meter, matched)}", parameters
     ).rowcount
+    scope = "usage_rollups h WHERE h.tenant_id = %(tenant_id)s AND h.meter_version_id = %(version_id)s"
+    connection.execute(
+        f"INSERT INTO usage_rollups_daily ({rollup_columns(DAILY)}) {_days_from_hours_sql(meter, scope)}", parameters
+    )
     if meter.kind is AggregationKind.UNIQUE_COUNT:
         connection.execute(f"INSERT INTO usage_rollup_values {rollup_values_sql(matched)}", parameters)
+        connection.execute(
+            """INSERT INTO usage_rollup_values_daily
+               SELECT DISTINCT tenant_id, meter_version_id, customer, date_trunc('day', hour, 'UTC'), group_key,
+                      group_values, value_key
+               FROM usage_rollup_values WHERE tenant_id = %(tenant_id)s AND meter_version_id = %(version_id)s""",
+            parameters,
+        )
     return written
 
 
@@ -527,7 +651,6 @@ def dequeue(connection: psycopg.Connection[Any], batch_ids: Sequence[int]) -> No
 # ----- verification ----------------------------------------------------------------------------------------
 
 VERIFY_SAMPLE_MAX = 20
-_ROLLUP_ALIASES = ROLLUP_COLUMNS
 
 
 def _pending_cells_sql() -> str:
@@ -544,8 +667,9 @@ WHERE q.tenant_id = %(tenant_id)s AND c.tenant_id = %(tenant_id)s AND e.type = %
 
 @dataclass(frozen=True, slots=True)
 class Difference:
+    span: str  # "hour" or "day"
     customer: str
-    hour: datetime
+    start: datetime
     group_values: tuple[str | None, ...]
     what: str  # "missing" (expected, not stored), "unexpected" (stored, not expected), or a column name
 
@@ -562,49 +686,82 @@ class VersionCheck:
 def verify_version(
     connection: psycopg.Connection[Any], tenant_id: uuid.UUID, meter: CompiledMeter, since: datetime
 ) -> VersionCheck:
-    """Recompute every rollup row (and distinct value) of a version from the hour `since` on (an
-    hour boundary: raw events before it may be past retention) from raw effective events and compare
-    with what is stored, in the caller's snapshot (REPEATABLE READ). Cells touched by queued batches
-    are legitimately behind and are skipped (counted in `pending_cells`)."""
-    parameters = {**meter.parameters, "tenant_id": tenant_id, "since": since}
+    """Recompute every rollup row (and distinct value), hourly and daily, of a version from `since`
+    on (an hour boundary: raw events before it may be past retention) from raw effective events and
+    compare with what is stored, in the caller's snapshot (REPEATABLE READ). Cells touched by queued
+    batches are legitimately behind and are skipped (counted in `pending_cells`)."""
     connection.execute(f"SET LOCAL work_mem = '{BULK_WORK_MEM}'")
-    matched = matched_events_sql(meter, "events e", f'{_ALL_SCOPE_WHERE} AND e."timestamp" >= %(since)s', bulk=True)
-    column_checks = " ".join(
-        f"WHEN x.{column} IS DISTINCT FROM s.{column} THEN '{column}'" for column in COMPARED_COLUMNS
+    expected = stored = pending = 0
+    differences: list[Difference] = []
+    for span in SPANS:
+        start = since if span is HOURLY else _next_day(since)
+        parameters = {
+            **meter.parameters,
+            "tenant_id": tenant_id,
+            "since": start,
+            "unique": meter.kind is AggregationKind.UNIQUE_COUNT,
+        }
+        rows = connection.execute(_verify_sql(meter, span), parameters).fetchall()
+        expected += int(rows[0][0])
+        stored += int(rows[0][1])
+        pending += int(rows[0][2]) if span is HOURLY else 0
+        differences.extend(
+            Difference(span.name, row[3], row[4], tuple(row[5]), row[6]) for row in rows if row[3] is not None
+        )
+    return VersionCheck(
+        rows_expected=expected,
+        rows_stored=stored,
+        pending_cells=pending,
+        difference_count=len(differences),
+        sample=tuple(differences[:VERIFY_SAMPLE_MAX]),
     )
-    rows = connection.execute(
-        f"""
-WITH pending AS MATERIALIZED ({_pending_cells_sql()}),
+
+
+def _next_day(moment: datetime) -> datetime:
+    day = _day(moment)
+    return day if day == moment else day + timedelta(days=1)
+
+
+def _verify_sql(meter: CompiledMeter, span: Span) -> str:
+    column = span.column
+    matched = matched_events_sql(meter, "events e", f'{_ALL_SCOPE_WHERE} AND e."timestamp" >= %(since)s', bulk=True)
+    column_checks = " ".join(f"WHEN x.{name} IS DISTINCT FROM s.{name} THEN '{name}'" for name in COMPARED_COLUMNS)
+    pending = _pending_cells_sql()
+    if span is DAILY:
+        pending = f"SELECT DISTINCT customer, date_trunc('day', hour, 'UTC') AS day FROM ({pending}) hours"
+    return f"""
+WITH pending AS MATERIALIZED ({pending}),
 expected AS MATERIALIZED (
-    SELECT * FROM ({rollup_rows_sql(meter, matched)}) AS x({_ROLLUP_ALIASES})
+    SELECT * FROM ({rollup_rows_sql(meter, matched, span)}) AS x({rollup_columns(span)})
 ),
 stored AS MATERIALIZED (
-    SELECT * FROM usage_rollups
-    WHERE tenant_id = %(tenant_id)s AND meter_version_id = %(version_id)s AND hour >= %(since)s
+    SELECT * FROM {span.table}
+    WHERE tenant_id = %(tenant_id)s AND meter_version_id = %(version_id)s AND {column} >= %(since)s
 ),
 compared AS (
-    SELECT coalesce(x.customer, s.customer) AS customer, coalesce(x.hour, s.hour) AS hour,
+    SELECT coalesce(x.customer, s.customer) AS customer, coalesce(x.{column}, s.{column}) AS period,
            coalesce(x.group_values, s.group_values) AS group_values,
            CASE WHEN s.customer IS NULL THEN 'missing' WHEN x.customer IS NULL THEN 'unexpected'
                 {column_checks} END AS what
     FROM expected x FULL JOIN stored s
-      ON s.customer = x.customer AND s.hour = x.hour AND s.group_key = x.group_key
+      ON s.customer = x.customer AND s.{column} = x.{column} AND s.group_key = x.group_key
 ),
 expected_values AS MATERIALIZED (
-    SELECT * FROM ({rollup_values_sql(matched)}) AS v(tenant_id, meter_version_id, customer, hour, group_key,
-                                                      group_values, value_key)
+    SELECT * FROM ({rollup_values_sql(matched, span)}) AS v(tenant_id, meter_version_id, customer, {column},
+                                                            group_key, group_values, value_key)
     WHERE %(unique)s
 ),
 stored_values AS MATERIALIZED (
-    SELECT * FROM usage_rollup_values
-    WHERE tenant_id = %(tenant_id)s AND meter_version_id = %(version_id)s AND hour >= %(since)s
+    SELECT * FROM {span.values_table}
+    WHERE tenant_id = %(tenant_id)s AND meter_version_id = %(version_id)s AND {column} >= %(since)s
 ),
 compared_values AS (
-    SELECT coalesce(x.customer, s.customer) AS customer, coalesce(x.hour, s.hour) AS hour,
+    SELECT coalesce(x.customer, s.customer) AS customer, coalesce(x.{column}, s.{column}) AS period,
            coalesce(x.group_values, s.group_values) AS group_values,
            CASE WHEN s.customer IS NULL THEN 'missing distinct value' ELSE 'unexpected distinct value' END AS what
     FROM expected_values x FULL JOIN stored_values s
-      ON s.customer = x.customer AND s.hour = x.hour AND s.group_key = x.group_key AND s.value_key = x.value_key
+      ON s.customer = x.customer AND s.{column} = x.{column} AND s.group_key = x.group_key
+     AND s.value_key = x.value_key
     WHERE x.customer IS NULL OR s.customer IS NULL
 ),
 found AS (
@@ -612,23 +769,12 @@ found AS (
     UNION ALL
     SELECT * FROM compared_values
 )
-SELECT counts.expected, counts.stored, counts.pending, f.customer, f.hour, f.group_values, f.what
+SELECT counts.expected, counts.stored, counts.pending, f.customer, f.period, f.group_values, f.what
 FROM (SELECT (SELECT count(*) FROM expected) AS expected, (SELECT count(*) FROM stored) AS stored,
              (SELECT count(*) FROM pending) AS pending) counts
 LEFT JOIN (SELECT * FROM found
-           WHERE NOT EXISTS (SELECT 1 FROM pending p WHERE p.customer = found.customer AND p.hour = found.hour)) f
+           WHERE NOT EXISTS (SELECT 1 FROM pending p
+                             WHERE p.customer = found.customer AND p.{column} = found.period)) f
        ON true
-ORDER BY f.customer, f.hour
-""",
-        {**parameters, "unique": meter.kind is AggregationKind.UNIQUE_COUNT},
-    ).fetchall()
-    expected, stored, pending = rows[0][:3]
-    differences = [row[3:] for row in rows if row[3] is not None]
-    sample = tuple(Difference(row[0], row[1], tuple(row[2]), row[3]) for row in differences[:VERIFY_SAMPLE_MAX])
-    return VersionCheck(
-        rows_expected=int(expected),
-        rows_stored=int(stored),
-        pending_cells=int(pending),
-        difference_count=len(differences),
-        sample=sample,
-    )
+ORDER BY f.customer, f.period
+"""

@@ -1,10 +1,11 @@
-"""Usage queries on PostgreSQL: rollups for whole hours, raw events for the rest, one snapshot.
+"""Usage queries on PostgreSQL: rollups for whole days and hours, raw events for the rest, one snapshot.
 
-A query for `[from, to)` reads, in one REPEATABLE READ snapshot:
+A query for `[from, to)` reads, in one snapshot:
 
-- the rollups of the whole UTC hours inside the window, except *pending* hours: hours of this
-  customer touched by a batch or a correction still in `rollup_queue` (their rollups do not have
-  everything yet);
+- the daily rollups of the whole UTC days inside the window (for day, month and total buckets),
+  and the hourly rollups of the other whole hours — except *pending* hours: hours of this customer
+  touched by a batch or a correction still in `rollup_queue` (their rollups do not have everything
+  yet; a day with a pending hour is read from its other hours);
 - the effective raw events of the window's cut edges (`[from, first hour)`, `[last hour, to)`) and
   of the pending hours.
 
@@ -22,7 +23,7 @@ import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -62,24 +63,41 @@ class _Plan:
     """Which parts of the timeline come from where."""
 
     raw_only: bool
-    interior_start: datetime  # whole hours [interior_start, interior_end) may come from rollups
+    interior_start: datetime  # whole hours [interior_start, interior_end) may come from rollups:
     interior_end: datetime
+    days_start: datetime  # the whole days [days_start, days_end) among them from daily rows,
+    days_end: datetime
+    hours: tuple[tuple[datetime, datetime], ...]  # the rest from hourly rows
     edges: tuple[tuple[datetime, datetime], ...]  # cut hours at the window's ends: raw
 
 
 def _plan(query: UsageQuery, raw_only: bool) -> _Plan:
     start, end = query.start_utc, query.end_utc
-    if raw_only:
-        return _Plan(True, start, start, ((start, end),))
     interior_start, interior_end = ceil_hour(start), floor_hour(end)
-    if interior_start >= interior_end:
-        return _Plan(False, start, start, ((start, end),))
+    if raw_only or interior_start >= interior_end:
+        return _Plan(raw_only, start, start, start, start, (), ((start, end),))
     edges = []
     if start < interior_start:
         edges.append((start, interior_start))
     if interior_end < end:
         edges.append((interior_end, end))
-    return _Plan(False, interior_start, interior_end, tuple(edges))
+    # Daily rows fit day, month and total buckets; hourly buckets need hours.
+    days_start, days_end = _ceil_day(interior_start), _floor_day(interior_end)
+    if query.granularity is Granularity.HOUR or days_start >= days_end:
+        days_start = days_end = interior_start
+    hours = tuple((low, high) for low, high in ((interior_start, days_start), (days_end, interior_end)) if low < high)
+    if days_start == days_end:
+        hours = ((interior_start, interior_end),)
+    return _Plan(False, interior_start, interior_end, days_start, days_end, hours, tuple(edges))
+
+
+def _floor_day(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _ceil_day(moment: datetime) -> datetime:
+    floored = _floor_day(moment)
+    return floored if floored == moment else floored + timedelta(days=1)
 
 
 class PostgresEventStore:
@@ -129,6 +147,10 @@ def _parameters(tenant_id: uuid.UUID, query: UsageQuery, meter: CompiledMeter, p
         "end": query.end_utc,
         "interior_start": plan.interior_start,
         "interior_end": plan.interior_end,
+        "days_start": plan.days_start,
+        "days_end": plan.days_end,
+        "hour_starts": [hours[0] for hours in plan.hours],
+        "hour_ends": [hours[1] for hours in plan.hours],
         "edge_starts": [edge[0] for edge in plan.edges],
         "edge_ends": [edge[1] for edge in plan.edges],
     }
@@ -152,15 +174,19 @@ def _autocommit(engine: Engine) -> Iterator[psycopg.Connection[Any]]:
 
 # ----- count, sum, max, min, latest, unique_count --------------------------------------------------------
 
-_RAW_RANGES = """
+# Hours of this customer touched by queued batches (within the rollups' reach), and their days.
+_PENDING = """
 pending AS MATERIALIZED ({pending}),
+pending_days AS MATERIALIZED (SELECT DISTINCT date_trunc('day', hour, 'UTC') AS day FROM pending)"""
+
+# Raw events: the window's cut edges, and the pending hours inside it.
+_RAW_RANGES = """
 ranges AS (
     SELECT lo, hi FROM unnest(%(edge_starts)s::timestamptz[], %(edge_ends)s::timestamptz[]) AS edge(lo, hi)
     UNION ALL
     SELECT hour, hour + interval '1 hour' FROM pending
     WHERE hour >= %(interior_start)s AND hour < %(interior_end)s
-),
-raw AS MATERIALIZED ({raw})"""
+)"""
 
 # One index range scan per range (OFFSET 0 keeps the planner from merging them into one scan of the
 # whole window, which would read every raw event of the customer).
@@ -169,9 +195,33 @@ _RANGE_SCOPE = """ranges rg CROSS JOIN LATERAL (
     WHERE e.tenant_id = %(tenant_id)s AND e.customer = %(customer)s AND e.type = %(event_type)s
       AND e."timestamp" >= rg.lo AND e."timestamp" < rg.hi
     OFFSET 0) e"""
-# Rollup rows of the window's whole hours that no queued batch touches.
-_ROLLED = """tenant_id = %(tenant_id)s AND meter_version_id = %(version_id)s AND customer = %(customer)s
-    AND hour >= %(interior_start)s AND hour < %(interior_end)s AND hour NOT IN (SELECT hour FROM pending)"""
+
+_ROLLUP_KEY = "tenant_id = %(tenant_id)s AND meter_version_id = %(version_id)s AND customer = %(customer)s"
+
+
+def _rolled_sql(columns: str, *, values: bool = False) -> str:
+    """Rollup rows of the window's whole periods, `at` first: daily rows of the whole days without
+    a pending hour, hourly rows of the other whole hours that are not pending (the hour ranges
+    outside the days, and the days with a pending hour). Named `rolled` (`rolled_values`)."""
+    name = "rolled_values" if values else "rolled"
+    hourly = "usage_rollup_values" if values else "usage_rollups"
+    daily = "usage_rollup_values_daily" if values else "usage_rollups_daily"
+    return f"""
+{name}_hour_ranges AS (
+    SELECT lo, hi FROM unnest(%(hour_starts)s::timestamptz[], %(hour_ends)s::timestamptz[]) AS hours(lo, hi)
+    UNION ALL
+    SELECT day, day + interval '1 day' FROM pending_days WHERE day >= %(days_start)s AND day < %(days_end)s
+),
+{name} AS (
+    SELECT r.* FROM {name}_hour_ranges hr CROSS JOIN LATERAL (
+        SELECT hour AS at, {columns} FROM {hourly}
+        WHERE {_ROLLUP_KEY} AND hour >= hr.lo AND hour < hr.hi OFFSET 0) r
+    WHERE r.at NOT IN (SELECT hour FROM pending)
+    UNION ALL
+    SELECT day, {columns} FROM {daily}
+    WHERE {_ROLLUP_KEY} AND day >= %(days_start)s AND day < %(days_end)s
+      AND day NOT IN (SELECT day FROM pending_days)
+)"""
 
 
 def _bucket_sql(granularity: Granularity, column: str) -> str:
@@ -191,19 +241,28 @@ def _mergeable(
     connection: psycopg.Connection[Any], query: UsageQuery, meter: CompiledMeter, parameters: dict[str, Any]
 ) -> tuple[str | None, dict[tuple[GroupValues, int], Cell]]:
     """The cells, and the version's rollup state read in the same statement (None: no such version)."""
-    raw = matched_events_sql(
-        meter,
-        _RANGE_SCOPE,
-        'e."timestamp" >= %(start)s AND e."timestamp" < %(end)s',
-    )
+    raw = matched_events_sql(meter, _RANGE_SCOPE, 'e."timestamp" >= %(start)s AND e."timestamp" < %(end)s')
     pending = pending_hours_sql('e."timestamp" >= %(interior_start)s AND e."timestamp" < %(interior_end)s')
     bucket, project = _bucket_sql(query.granularity, "at"), _project_sql(query)
     unique = meter.kind is AggregationKind.UNIQUE_COUNT
+    # Only the aggregate the meter needs (the ordered one of latest costs a sort).
+    value_aggregates = ", ".join(
+        [
+            "sum(value_sum) AS value_sum" if meter.kind is AggregationKind.SUM else "NULL::numeric AS value_sum",
+            "min(value_min) AS value_min" if meter.kind is AggregationKind.MIN else "NULL::numeric AS value_min",
+            "max(value_max) AS value_max" if meter.kind is AggregationKind.MAX else "NULL::numeric AS value_max",
+            '(array_agg(last_value ORDER BY last_at DESC, last_event_id COLLATE "C" DESC)'
+            " FILTER (WHERE last_at IS NOT NULL))[1] AS latest"
+            if meter.kind is AggregationKind.LATEST
+            else "NULL::numeric AS latest",
+        ]
+    )
     distinct = ""
     if unique:
         distinct = f""",
+{_rolled_sql("group_values, value_key", values=True)},
 distinct_parts AS (
-    SELECT hour AS at, group_values, value_key FROM usage_rollup_values WHERE {_ROLLED}
+    SELECT at, group_values, value_key FROM rolled_values
     UNION ALL
     SELECT "timestamp", group_values, value_key FROM raw WHERE value_key IS NOT NULL
 ),
@@ -211,12 +270,16 @@ distinct_counts AS (
     SELECT {bucket} AS bucket, {project} AS grp, count(DISTINCT value_key) AS distinct_count
     FROM distinct_parts GROUP BY 1, 2
 )"""
+    rolled_columns = (
+        "group_values, event_count, skipped_count, value_sum, value_min, value_max, last_at, last_event_id, last_value"
+    )
     statement = f"""
-WITH {_RAW_RANGES.format(pending=pending, raw=raw)},
+WITH {_PENDING.format(pending=pending)},
+{_RAW_RANGES},
+raw AS MATERIALIZED ({raw}),
+{_rolled_sql(rolled_columns)},
 parts AS (
-    SELECT hour AS at, group_values, event_count, skipped_count, value_sum, value_min, value_max,
-           last_at, last_event_id, last_value
-    FROM usage_rollups WHERE {_ROLLED}
+    SELECT * FROM rolled
     UNION ALL
     SELECT "timestamp", group_values, CASE WHEN counted THEN 1 ELSE 0 END, CASE WHEN counted THEN 0 ELSE 1 END,
            value, value, value, CASE WHEN value IS NOT NULL THEN "timestamp" END, event_id, value
@@ -224,10 +287,7 @@ parts AS (
 ),
 totals AS (
     SELECT {bucket} AS bucket, {project} AS grp, sum(event_count) AS event_count,
-           sum(skipped_count) AS skipped_count, sum(value_sum) AS value_sum, min(value_min) AS value_min,
-           max(value_max) AS value_max,
-           (array_agg(last_value ORDER BY last_at DESC, last_event_id COLLATE "C" DESC)
-                FILTER (WHERE last_at IS NOT NULL))[1] AS latest
+           sum(skipped_count) AS skipped_count, {value_aggregates}
     FROM parts GROUP BY 1, 2
 ){distinct}
 SELECT version.state, t.bucket, t.grp, t.event_count, t.skipped_count, t.value_sum, t.value_min, t.value_max,
@@ -290,7 +350,7 @@ def _time_weighted(
     pending = pending_hours_sql('e."timestamp" < %(end)s')
     raw = matched_events_sql(meter, _RANGE_SCOPE, 'e."timestamp" < %(end)s')
     ranges = f"""
-WITH pending AS MATERIALIZED ({pending}),
+WITH {_PENDING.format(pending=pending)},
 ranges AS (
     SELECT lo, hi FROM unnest(%(edge_starts)s::timestamptz[], %(edge_ends)s::timestamptz[]) AS edge(lo, hi)
     UNION ALL
@@ -304,10 +364,11 @@ ranges AS (
 SELECT "timestamp", event_id, group_values, value FROM ({raw}) raw""",
         parameters,
     ).fetchall()
+    rolled_columns = "group_values, event_count, skipped_count, first_at, first_event_id, last_at, last_value, integral"
     rolled_rows = connection.execute(
-        f"""{ranges}
-SELECT hour, group_values, event_count, skipped_count, first_at, first_event_id, last_at, last_value, integral
-FROM usage_rollups WHERE {_ROLLED}""",
+        f"""{ranges},
+{_rolled_sql(rolled_columns)}
+SELECT * FROM rolled""",
         parameters,
     ).fetchall()
     carry_rows = []
@@ -316,8 +377,7 @@ FROM usage_rollups WHERE {_ROLLED}""",
             f"""{ranges}
 SELECT DISTINCT ON (group_key) group_values, last_at, last_event_id, last_value
 FROM usage_rollups
-WHERE tenant_id = %(tenant_id)s AND meter_version_id = %(version_id)s AND customer = %(customer)s
-  AND hour < %(carry_start)s AND last_at IS NOT NULL AND hour NOT IN (SELECT hour FROM pending)
+WHERE {_ROLLUP_KEY} AND hour < %(carry_start)s AND last_at IS NOT NULL AND hour NOT IN (SELECT hour FROM pending)
 ORDER BY group_key, hour DESC""",
             parameters,
         ).fetchall()

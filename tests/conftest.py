@@ -14,6 +14,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from hypothesis import HealthCheck, settings
 from psycopg import sql
 
 from tally.adapters.postgres import database
@@ -23,6 +24,12 @@ from tally.bootstrap import Tally, build
 from tally.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# The machines are shared and noisy, and a fresh clone pays Hypothesis's one-off warm-up (its text
+# strategy builds a character table on first use): slow generation or a slow example says nothing
+# about correctness, so neither fails a test. Every property still runs its examples in full.
+settings.register_profile("tally", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("tally")
 
 
 def _server_url() -> str:

@@ -36,7 +36,7 @@ from tally.adapters.clock import Clock
 from tally.adapters.event_files import SourceRecord, decode_line
 from tally.adapters.postgres import database
 from tally.app.ingest_events import IngestOptions, ingest_events
-from tally.core.metering.events import EVENTS_PER_BATCH_MAX, parse_event
+from tally.core.metering.events import EVENTS_PER_BATCH_MAX, parse_event, raw_event_id
 from tally.core.rejections import Rejection
 
 LineStatus = Literal["accepted", "duplicate", "conflict", "rejected", "valid"]
@@ -82,6 +82,14 @@ class LineOutcome:
         return self.status in ("conflict", "rejected")
 
 
+@dataclass(frozen=True, slots=True)
+class ChunkOutcome:
+    """One chunk's lines: how many, and the refused ones (conflicts and rejections), in file order."""
+
+    lines: int
+    refused: list[LineOutcome]
+
+
 @dataclass(slots=True)
 class ImportSummary:
     lines: int = 0
@@ -96,27 +104,12 @@ class ImportSummary:
     def refused(self) -> int:
         return self.conflicts + self.rejected
 
-    def add(self, outcome: LineOutcome, refusals_kept: int) -> None:
-        self.lines += 1
-        match outcome.status:
-            case "accepted":
-                self.accepted += 1
-            case "duplicate":
-                self.duplicates += 1
-            case "conflict":
-                self.conflicts += 1
-            case "rejected":
-                self.rejected += 1
-            case "valid":
-                self.valid += 1
-        if outcome.refused and len(self.first_refusals) < refusals_kept:
-            self.first_refusals.append(outcome)
 
-
-ChunkListener = Callable[[Sequence[LineOutcome]], None]
-# What a chunk's ingest answers per line: (result, event id, code, field, message); None for a
-# line that was already refused as unreadable.
-_Answer = tuple[str, str | None, str | None, str | None, str | None]
+ChunkListener = Callable[[ChunkOutcome], None]
+# What ingest answers per line: the result alone when the line was stored (or, dry run, valid);
+# (result, event id, code, field, message) when it was refused; None for a line already refused as
+# unreadable (its reason is in its record). Stored lines are most lines: they are kept cheap.
+_Answer = str | tuple[str, str | None, str | None, str | None, str | None] | None
 
 
 def import_events(
@@ -128,9 +121,13 @@ def import_events(
     *,
     on_chunk: ChunkListener | None = None,
 ) -> ImportSummary:
-    """Ingest `records` chunk by chunk; `on_chunk` sees each chunk's outcomes in file order (progress,
-    a rejects file). Records may be undecoded (`SourceRecord.pending`): they are decoded here."""
+    """Ingest `records` chunk by chunk; `on_chunk` sees each chunk's outcome in file order (progress,
+    a rejects file). Records may be undecoded (`SourceRecord.pending`): they are decoded here.
+
+    With `jobs` > 1, call this from a program whose main module can be imported without side effects
+    (the `if __name__ == "__main__":` idiom): the worker processes are started with `spawn`."""
     summary = ImportSummary()
+    counts: collections.Counter[str] = collections.Counter()
     parallel = options.jobs > 1 and not options.dry_run
     chunks = _read_ahead(records, options.batch_size, decode=not parallel)
     if parallel:
@@ -146,20 +143,35 @@ def import_events(
             for chunk in chunks
         )
     for chunk, answers in answered:
-        outcomes = [_outcome(record, answer) for record, answer in zip(chunk, answers, strict=True)]
-        for outcome in outcomes:
-            summary.add(outcome, options.refusals_kept)
+        refused = []
+        for record, answer in zip(chunk, answers, strict=True):
+            if type(answer) is str:
+                counts[answer] += 1
+                continue
+            outcome = _refused(record, answer)  # type: ignore[arg-type]
+            counts[outcome.status] += 1
+            refused.append(outcome)
+            if len(summary.first_refusals) < options.refusals_kept:
+                summary.first_refusals.append(outcome)
         if on_chunk is not None:
-            on_chunk(outcomes)
+            on_chunk(ChunkOutcome(len(chunk), refused))
+    summary.lines = counts.total()
+    summary.accepted = counts["accepted"]
+    summary.duplicates = counts["duplicate"]
+    summary.conflicts = counts["conflict"]
+    summary.rejected = counts["rejected"]
+    summary.valid = counts["valid"]
     return summary
 
 
-def _outcome(record: SourceRecord, answer: _Answer | None) -> LineOutcome:
+def _refused(
+    record: SourceRecord, answer: tuple[str, str | None, str | None, str | None, str | None] | None
+) -> LineOutcome:
     if answer is None:
-        unreadable_code, detail = record.error or ("line_unreadable", "")
-        return LineOutcome(record, "rejected", code=unreadable_code, message=detail)
-    result, event_id, code, field_name, message = answer
-    return LineOutcome(record, result, event_id, code, field_name, message)  # type: ignore[arg-type]
+        unreadable_code, message = record.error or ("line_unreadable", "")
+        return LineOutcome(record, "rejected", code=unreadable_code, message=message)
+    result, event_id, code, field_name, detail = answer
+    return LineOutcome(record, result, event_id, code, field_name, detail)  # type: ignore[arg-type]
 
 
 def _ingest_chunk(
@@ -168,50 +180,45 @@ def _ingest_chunk(
     tenant_id: uuid.UUID,
     events: Sequence[dict[str, Any] | None],
     ingest: IngestOptions,
-) -> list[_Answer | None]:
+) -> list[_Answer]:
     """Ingest the events of a chunk (None: an unreadable line, skipped) in one transaction."""
     readable = [event for event in events if event is not None]
     outcomes = iter(
         ingest_events(engine, clock, tenant_id, readable, source="import", options=ingest).outcomes if readable else ()
     )
-    answers: list[_Answer | None] = []
+    answers: list[_Answer] = []
     for event in events:
         if event is None:
             answers.append(None)
             continue
         outcome = next(outcomes)
         rejection = outcome.rejection
-        answers.append(
-            (
-                outcome.result,
-                outcome.event_id,
-                rejection.code if rejection else None,
-                rejection.field if rejection else None,
-                rejection.message if rejection else None,
-            )
-        )
+        if rejection is None:
+            answers.append(outcome.result)
+        else:
+            answers.append((outcome.result, outcome.event_id, rejection.code, rejection.field, rejection.message))
     return answers
 
 
 def _ingest(
     engine: Engine, clock: Clock, tenant_id: uuid.UUID, chunk: Sequence[SourceRecord], ingest: IngestOptions
-) -> list[_Answer | None]:
+) -> list[_Answer]:
     return _ingest_chunk(engine, clock, tenant_id, [record.event for record in chunk], ingest)
 
 
-def _validate(clock: Clock, chunk: Sequence[SourceRecord], ingest: IngestOptions) -> list[_Answer | None]:
+def _validate(clock: Clock, chunk: Sequence[SourceRecord], ingest: IngestOptions) -> list[_Answer]:
     window = ingest.window(clock.now())
-    answers: list[_Answer | None] = []
+    answers: list[_Answer] = []
     for record in chunk:
         if record.event is None:
             answers.append(None)
             continue
         parsed = parse_event(record.event, window)
-        event_id = record.event.get("id") if isinstance(record.event.get("id"), str) else None
+        event_id = raw_event_id(record.event)
         if isinstance(parsed, Rejection):
             answers.append(("rejected", event_id, parsed.code, parsed.field, parsed.message))
         else:
-            answers.append(("valid", event_id, None, None, None))
+            answers.append("valid")
     return answers
 
 
@@ -249,7 +256,7 @@ def _ingest_in_processes(
     tenant_id: uuid.UUID,
     chunks: Iterator[list[SourceRecord]],
     options: ImportOptions,
-) -> Iterator[tuple[list[SourceRecord], list[_Answer | None]]]:
+) -> Iterator[tuple[list[SourceRecord], list[_Answer]]]:
     """Chunks go to `options.jobs` processes, at most two each in flight; answers come back in order."""
     database_url = engine.url.render_as_string(hide_password=False)
     in_flight: collections.deque[tuple[list[SourceRecord], Future[list[Any]]]] = collections.deque()

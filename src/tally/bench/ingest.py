@@ -14,6 +14,11 @@ id, same content) — runs three ways against one database, each for a fresh ten
 3. bulk — the library/CLI path (`tally events import`): an NDJSON file read, parsed and ingested in
    chunks by `import_events` in this process, straight into the database.
 
+The http and bulk runs each get a fresh database beside the configured one (migrated, with the
+event partitions of the month; dropped afterwards), so every run starts from empty tables as the
+baseline does — growing indexes would otherwise make each run slower than the last. `in_place`
+uses the configured database instead (for a server where the bench may not create databases).
+
 Then SQL proves each run: the tenant holds exactly the distinct ids sent, each once
 (`duplicates_counted` and `lost` must be 0).
 
@@ -35,6 +40,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from multiprocessing.connection import Connection
@@ -42,10 +48,15 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
+from tally.adapters.clock import SystemClock
 from tally.adapters.event_files import EventFile
+from tally.adapters.postgres import database
+from tally.adapters.postgres.server import with_database
 from tally.app.api_keys import create_api_key
 from tally.app.import_events import JOBS_MAX, ImportOptions, import_events
+from tally.app.maintain_event_partitions import maintain_event_partitions
 from tally.app.tenants import create_tenant
 from tally.bench.server_process import ServerProcess
 from tally.bootstrap import Tally, build
@@ -71,6 +82,7 @@ class IngestBenchOptions:
     gzip: bool = False
     bulk: bool = True
     bulk_jobs: int = 2
+    in_place: bool = False
     database_url: str | None = None
     seed: int = 1
 
@@ -221,36 +233,27 @@ class Workload:
 
 def run(options: IngestBenchOptions) -> IngestBenchResult:
     settings = Settings(database_url=options.database_url) if options.database_url else Settings()
-    tally = build(settings)
-    try:
-        return _run(tally, options)
-    finally:
-        tally.close()
-
-
-def _run(tally: Tally, options: IngestBenchOptions) -> IngestBenchResult:
+    home_url = database.resolve_database_url(settings.database_url, settings.data_dir, settings.database_name)
     run_tag = uuid.uuid4().hex[:8]
     workload = Workload.for_run(options, prefix=f"e{run_tag}-")
 
-    baseline_per_s = _Baseline(tally.database_url, options).run(workload)
+    baseline_per_s = _Baseline(home_url, options).run(workload)
 
-    tenant_id = create_tenant(tally.engine, f"bench-ingest-{run_tag}")
-    _, secret = create_api_key(tally.engine, tenant_id, "bench", ["ingest"])
-    with tempfile.TemporaryDirectory(prefix="tally-bench-ingest-") as directory:
-        server = ServerProcess(tally.database_url, Path(directory) / "server.log", workers=options.workers)
-        server.start()
+    with _database_for(home_url, options, f"http_{run_tag}") as url:
+        tally = build(settings.model_copy(update={"database_url": url}))
         try:
-            server.wait_ready()
-            sent = _send_over_http(server.base_url, secret, options, workload)
-        except Exception as error:
-            raise RuntimeError(f"the HTTP run failed; the server's log ends:\n{server.output()}") from error
+            sent, duplicates_counted, lost = _over_http(tally, options, workload, run_tag)
         finally:
-            server.stop()
-    duplicates_counted, lost = _verify(tally, tenant_id, workload.distinct + sent.warmup_events)
+            tally.close()
 
     bulk_per_s = None
     if options.bulk:
-        bulk_per_s = _bulk(tally, options, run_tag)
+        with _database_for(home_url, options, f"bulk_{run_tag}") as url:
+            tally = build(settings.model_copy(update={"database_url": url}))
+            try:
+                bulk_per_s = _bulk(tally, options, run_tag)
+            finally:
+                tally.close()
 
     latencies = sorted(sent.latencies_ns)
     return IngestBenchResult(
@@ -266,6 +269,49 @@ def _run(tally: Tally, options: IngestBenchOptions) -> IngestBenchResult:
         answered=sent.answered,
         resent_requests=sent.resent,
     )
+
+
+@contextmanager
+def _database_for(home_url: str, options: IngestBenchOptions, name: str) -> Iterator[str]:
+    """A fresh database beside `home_url` (migrated, with this month's event partitions), dropped
+    afterwards: each run starts from empty tables, as the baseline does, however many ran before.
+    With `in_place`, the configured database itself."""
+    if options.in_place:
+        yield home_url
+        return
+    url = with_database(home_url, f"tally_bench_ingest_{name}")
+    with psycopg.connect(home_url, autocommit=True) as connection:
+        connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(f"tally_bench_ingest_{name}")))
+    try:
+        database.upgrade(url)
+        engine = database.make_engine(url, pool_size=1)
+        try:
+            maintain_event_partitions(engine, SystemClock(), Settings(database_url=url))
+        finally:
+            engine.dispose()
+        yield url
+    finally:
+        with psycopg.connect(home_url, autocommit=True) as connection:
+            connection.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(f"tally_bench_ingest_{name}"))
+            )
+
+
+def _over_http(tally: Tally, options: IngestBenchOptions, workload: Workload, run_tag: str) -> tuple[_Sent, int, int]:
+    tenant_id = create_tenant(tally.engine, f"bench-ingest-{run_tag}")
+    _, secret = create_api_key(tally.engine, tenant_id, "bench", ["ingest"])
+    with tempfile.TemporaryDirectory(prefix="tally-bench-ingest-") as directory:
+        server = ServerProcess(tally.database_url, Path(directory) / "server.log", workers=options.workers)
+        server.start()
+        try:
+            server.wait_ready()
+            sent = _send_over_http(server.base_url, secret, options, workload)
+        except Exception as error:
+            raise RuntimeError(f"the HTTP run failed; the server's log ends:\n{server.output()}") from error
+        finally:
+            server.stop()
+    duplicates_counted, lost = _verify(tally, tenant_id, workload.distinct + sent.warmup_events)
+    return sent, duplicates_counted, lost
 
 
 def _percentile(ordered: Sequence[int], percent: int) -> float:

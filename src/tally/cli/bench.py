@@ -60,6 +60,9 @@ def ingest(
     gzip: bool = typer.Option(False, "--gzip/--no-gzip", help="Send gzip-compressed bodies."),
     bulk: bool = typer.Option(True, "--bulk/--no-bulk", help="Also measure the library/CLI bulk import path."),
     bulk_jobs: int = typer.Option(2, "--bulk-jobs", min=1, max=32, help="Processes of the bulk import (--jobs)."),
+    in_place: bool = typer.Option(
+        False, "--in-place", help="Use the configured database, not fresh ones created beside it for each run."
+    ),
     database_url: str | None = typer.Option(
         None, "--database-url", help="PostgreSQL URL (default: tally's own database, the embedded server)."
     ),
@@ -75,6 +78,7 @@ def ingest(
         gzip=gzip,
         bulk=bulk,
         bulk_jobs=bulk_jobs,
+        in_place=in_place,
         database_url=database_url,
         seed=seed,
     )

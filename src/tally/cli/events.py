@@ -11,7 +11,7 @@ conflicted (`--rejects FILE` collects those lines, as they were, to fix and impo
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -23,9 +23,9 @@ from tally.adapters.event_files import EventFile, EventFileError, RejectsWriter
 from tally.app.import_events import (
     JOBS_MAX,
     REFUSALS_KEPT_MAX,
+    ChunkOutcome,
     ImportOptions,
     ImportSummary,
-    LineOutcome,
     import_events,
 )
 from tally.app.ingest_events import IngestOptions
@@ -33,6 +33,9 @@ from tally.cli._context import audit, console, error_console, fail, open_tally, 
 from tally.core.metering.events import EVENTS_PER_BATCH_MAX
 
 app = typer.Typer(help="Usage events.", no_args_is_help=True)
+
+PARALLEL_FILE_BYTES_MIN = 16 * 1024 * 1024
+JOBS_DEFAULT_MAX = 4
 
 FileFormatOption = Literal["ndjson", "csv"]
 
@@ -47,8 +50,13 @@ def import_file(
     file_format: str | None = typer.Option(
         None, "--format", help="ndjson or csv (default: from the file name: .ndjson/.jsonl/.json or .csv, ± .gz)."
     ),
-    jobs: int = typer.Option(
-        1, "--jobs", min=1, max=JOBS_MAX, help="Worker processes decoding and ingesting chunks in parallel."
+    jobs: int | None = typer.Option(
+        None,
+        "--jobs",
+        min=1,
+        max=JOBS_MAX,
+        help="Worker processes decoding and ingesting chunks in parallel (default: 1 for files under "
+        "16 MiB, else the CPU count, at most 4).",
     ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Only validate; write nothing."),
     rejects: Path | None = typer.Option(
@@ -67,7 +75,7 @@ def import_file(
         options = ImportOptions(
             batch_size=batch_size,
             dry_run=dry_run,
-            jobs=jobs,
+            jobs=jobs or _default_jobs(path),
             refusals_kept=show,
             ingest=IngestOptions.from_settings(tally.settings),
         )
@@ -81,13 +89,12 @@ def import_file(
             writer = RejectsWriter(rejects, source) if rejects is not None else None
             lines_done = 0
 
-            def on_chunk(outcomes: Sequence[LineOutcome]) -> None:
+            def on_chunk(chunk: ChunkOutcome) -> None:
                 nonlocal lines_done
-                lines_done += len(outcomes)
+                lines_done += chunk.lines
                 if writer is not None:
-                    for outcome in outcomes:
-                        if outcome.refused:
-                            writer.write(outcome.record)
+                    for outcome in chunk.refused:
+                        writer.write(outcome.record)
                 progress.update(task, completed=source.bytes_read, lines=lines_done)
 
             try:
@@ -105,6 +112,13 @@ def import_file(
     _print_summary(path, summary, dry_run=dry_run, rejects=rejects)
     if summary.refused:
         raise typer.Exit(1)
+
+
+def _default_jobs(path: Path) -> int:
+    """Small files: one process (starting workers costs a second or two). Large ones: one per CPU."""
+    if path.stat().st_size < PARALLEL_FILE_BYTES_MIN:
+        return 1
+    return max(1, min(os.cpu_count() or 1, JOBS_DEFAULT_MAX))
 
 
 def _progress() -> Progress:

@@ -21,6 +21,8 @@ METER = "mtr"
 REQUEST = "req"
 INTEGRITY_RUN = "irun"
 EVENT_CORRECTION = "evc"
+CUSTOMER = "cus"
+TEST_CLOCK = "clk"
 
 _CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
 _DECODE = {character: value for value, character in enumerate(_CROCKFORD)}

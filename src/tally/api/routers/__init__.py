@@ -16,9 +16,11 @@ logger = logging.getLogger(__name__)
 
 ROUTERS: tuple[str, ...] = (
     "api_keys",
+    "customers",
     "events",
     "ledger",
     "meters",
+    "test_clocks",
     "units",
     "usage",
 )

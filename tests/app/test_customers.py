@@ -67,7 +67,9 @@ def test_every_field_round_trips(tally: Tally, tenant_id: uuid.UUID) -> None:
     [
         ({"external_id": ""}, ("customer_external_id_invalid", "external_id")),
         ({"external_id": "x" * 256}, ("customer_external_id_invalid", "external_id")),
+        ({"external_id": "a\x00b"}, ("customer_external_id_invalid", "external_id")),
         ({"name": ""}, ("name_invalid", "name")),
+        ({"name": "\ud800"}, ("name_invalid", "name")),  # an unpaired surrogate: not storable
         ({"email": "not-an-email"}, ("customer_email_invalid", "email")),
         ({"email": "a@b"}, ("customer_email_invalid", "email")),
         ({"currency": "usd"}, ("customer_currency_unknown", "currency")),

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 
 from tally.adapters.clock import Clock
+from tally.app.create_customer import CustomerInput, create_customer
+from tally.app.customer_queries import find_customer_by_external_id
 from tally.app.ledger_accounts import create_unit
 from tally.app.post_ledger_template import post_template
 from tally.app.resolve_pending_transaction import ResolutionInput, resolve_pending_transaction
@@ -25,6 +27,12 @@ from tally.core.ledger.templates import (
 )
 
 DEMO_CUSTOMERS = ("acme", "globex", "initech")
+# The demo customers' details; their external ids are what the demo ledger and usage name them by.
+_DEMO_CUSTOMER_DETAILS = {
+    "acme": ("Acme Corporation", "billing@acme.example", "America/Los_Angeles"),
+    "globex": ("Globex", "ap@globex.example", "Europe/Berlin"),
+    "initech": ("Initech", "finance@initech.example", "America/Chicago"),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +43,15 @@ class DemoSummary:
 
 def load_demo(engine: Engine, clock: Clock, tenant_id: uuid.UUID) -> DemoSummary:
     create_unit(engine, tenant_id, "CREDITS", 0, "AI credits")
+    for customer in DEMO_CUSTOMERS:
+        if find_customer_by_external_id(engine, tenant_id, customer) is None:
+            name, email, timezone = _DEMO_CUSTOMER_DETAILS[customer]
+            create_customer(
+                engine,
+                clock,
+                tenant_id,
+                CustomerInput(external_id=customer, name=name, email=email, currency="USD", timezone=timezone),
+            )
     posted = replayed = 0
 
     def count(was_replayed: bool) -> None:

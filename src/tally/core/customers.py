@@ -98,30 +98,40 @@ class CustomerFields:
 
 
 def validate_external_id(external_id: str) -> None:
-    if not 1 <= len(external_id) <= EXTERNAL_ID_LENGTH_MAX or external_id != external_id.strip():
+    """Exactly what an event's `customer` field accepts, so every event can be matched to a customer."""
+    if not 1 <= len(external_id) <= EXTERNAL_ID_LENGTH_MAX or not _storable(external_id):
         raise Rejected.because(
             "customer_external_id_invalid",
-            f"an external id has 1 to {EXTERNAL_ID_LENGTH_MAX} characters, without surrounding spaces",
+            f"an external id has 1 to {EXTERNAL_ID_LENGTH_MAX} characters (no NUL), like an event's customer",
             "external_id",
         )
-    if "\x00" in external_id:
-        raise Rejected.because("customer_external_id_invalid", "an external id cannot hold NUL", "external_id")
+
+
+def _storable(text: str) -> bool:
+    # PostgreSQL text holds neither NUL nor unpaired surrogates (which UTF-8 cannot encode).
+    if "\x00" in text:
+        return False
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def validate_name(name: str, field_name: str = "name") -> None:
-    if not 1 <= len(name) <= NAME_LENGTH_MAX or not name.strip() or "\x00" in name:
+    if not 1 <= len(name) <= NAME_LENGTH_MAX or not name.strip() or not _storable(name):
         raise Rejected.because("name_invalid", f"a name has 1 to {NAME_LENGTH_MAX} characters", field_name)
 
 
 def validate_email(email: str) -> None:
-    if len(email) > EMAIL_LENGTH_MAX or not _EMAIL.match(email):
+    if len(email) > EMAIL_LENGTH_MAX or not _EMAIL.match(email) or not _storable(email):
         raise Rejected.because("customer_email_invalid", f"{email[:80]!r} is not an email address", "email")
 
 
 def validate_address(address: Address) -> None:
     for name in ADDRESS_FIELDS:
         value = getattr(address, name)
-        if value is not None and (len(value) > ADDRESS_LINE_LENGTH_MAX or "\x00" in value):
+        if value is not None and (len(value) > ADDRESS_LINE_LENGTH_MAX or not _storable(value)):
             raise Rejected.because(
                 "customer_address_field_too_long",
                 f"address fields have at most {ADDRESS_LINE_LENGTH_MAX} characters",
@@ -148,7 +158,11 @@ def validate_tax_ids(tax_ids: Sequence[TaxId]) -> None:
                 "a tax id type is a region and a scheme in lower case, e.g. eu_vat, us_ein, gb_vat",
                 f"tax_ids[{index}].type",
             )
-        if not 1 <= len(tax_id.value) <= TAX_ID_VALUE_LENGTH_MAX or tax_id.value != tax_id.value.strip():
+        if (
+            not 1 <= len(tax_id.value) <= TAX_ID_VALUE_LENGTH_MAX
+            or tax_id.value != tax_id.value.strip()
+            or not _storable(tax_id.value)
+        ):
             raise Rejected.because(
                 "customer_tax_id_value_invalid",
                 f"a tax id value has 1 to {TAX_ID_VALUE_LENGTH_MAX} characters, without surrounding spaces",
@@ -181,11 +195,11 @@ def validate_metadata(metadata: Mapping[str, str], field_name: str = "metadata")
             "metadata_exceeds_limit", f"metadata has at most METADATA_KEYS_MAX = {METADATA_KEYS_MAX} keys", field_name
         )
     for key, value in metadata.items():
-        if not isinstance(key, str) or not 1 <= len(key) <= METADATA_KEY_LENGTH_MAX or "\x00" in key:
+        if not isinstance(key, str) or not 1 <= len(key) <= METADATA_KEY_LENGTH_MAX or not _storable(key):
             raise Rejected.because(
                 "metadata_key_invalid", f"metadata keys have 1 to {METADATA_KEY_LENGTH_MAX} characters", field_name
             )
-        if not isinstance(value, str) or len(value) > METADATA_VALUE_LENGTH_MAX or "\x00" in value:
+        if not isinstance(value, str) or len(value) > METADATA_VALUE_LENGTH_MAX or not _storable(value):
             raise Rejected.because(
                 "metadata_value_invalid",
                 f"metadata values are strings of at most {METADATA_VALUE_LENGTH_MAX} characters",

@@ -261,7 +261,7 @@ def test_matrix_without_a_rate_uses_the_default_or_refuses() -> None:
     assert exact(price("matrix", **MATRIX, default_unit_price="0.02"), usage) == D("10.2")  # + 30 × 0.02
     with pytest.raises(Rejected) as rejected:
         rate(price("matrix", **MATRIX), usage)
-    assert rejected.value.rejection.code == "matrix_rate_not_found"
+    assert rejected.value.rejection.code == "matrix_rate_must_exist"
     assert "model=claude, region=us" in rejected.value.rejection.message
     with pytest.raises(Rejected) as rejected:
         rate(price("matrix", **MATRIX), D(10))

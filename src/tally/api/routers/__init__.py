@@ -20,6 +20,7 @@ ROUTERS: tuple[str, ...] = (
     "events",
     "ledger",
     "meters",
+    "prices",
     "test_clocks",
     "units",
     "usage",

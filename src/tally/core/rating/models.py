@@ -423,7 +423,7 @@ class Matrix:
     """A unit price per combination of group_by values (model × region, say), with an optional default.
 
     Without a default, usage in a combination that has no rate is refused when rated
-    (`matrix_rate_not_found`), never billed at zero by accident.
+    (`matrix_rate_must_exist`), never billed at zero by accident.
     """
 
     dimensions: tuple[str, ...]

@@ -448,7 +448,7 @@ def _matrix(
         if unit_price is None:
             shown = ", ".join(f"{name}={value}" for name, value in zip(matrix.dimensions, group, strict=True))
             raise Rejected.because(
-                "matrix_rate_not_found", f"no rate for {shown}, and the price has no default_unit_price", "usage"
+                "matrix_rate_must_exist", f"no rate for {shown}, and the price has no default_unit_price", "usage"
             )
         priced = _transformed(quantity, transform)
         measured = EXACT.add(measured, quantity)

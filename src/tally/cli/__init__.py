@@ -4,7 +4,22 @@ from __future__ import annotations
 
 import typer
 
-from tally.cli import api_keys, bench, customers, db, demo, events, jobs, ledger, meters, server, tenants, usage, worker
+from tally.cli import (
+    api_keys,
+    bench,
+    customers,
+    db,
+    demo,
+    events,
+    jobs,
+    ledger,
+    meters,
+    prices,
+    server,
+    tenants,
+    usage,
+    worker,
+)
 
 app = typer.Typer(
     name="tally",
@@ -21,6 +36,7 @@ app.add_typer(jobs.app, name="jobs")
 app.add_typer(events.app, name="events")
 app.add_typer(meters.app, name="meters")
 app.add_typer(usage.app, name="usage")
+app.add_typer(prices.app, name="price")
 app.add_typer(customers.app, name="customers")
 app.add_typer(customers.test_clocks_app, name="test-clocks")
 server.register(app)

@@ -1,0 +1,78 @@
+"""Subscriptions: billing cycles, the immutable timeline, and the billing events derived from it.
+
+Pure: see README.md for the semantics, the decisions and the invariants.
+"""
+
+from tally.core.subscriptions.billing import (
+    EVENTS_MAX,
+    BillingEvent,
+    BillingEventKey,
+    BillingEventKind,
+    BillingEvents,
+    PricePeriods,
+    Proration,
+    billing_events,
+)
+from tally.core.subscriptions.cycles import (
+    PERIODS_MAX,
+    AnchorKind,
+    BillingAnchor,
+    BillingCycle,
+    ProrationBasis,
+)
+from tally.core.subscriptions.timeline import (
+    ENTRIES_MAX,
+    ITEMS_MAX,
+    Canceled,
+    CancelScheduled,
+    CancelUnscheduled,
+    ItemKind,
+    ItemsChanged,
+    Paused,
+    QuantityChanged,
+    Resumed,
+    Started,
+    SubscriptionItem,
+    SubscriptionState,
+    SubscriptionStatus,
+    Timeline,
+    TimelineEntry,
+    TrialUsage,
+    current_period_end,
+    state_at,
+)
+
+__all__ = [
+    "ENTRIES_MAX",
+    "EVENTS_MAX",
+    "ITEMS_MAX",
+    "PERIODS_MAX",
+    "AnchorKind",
+    "BillingAnchor",
+    "BillingCycle",
+    "BillingEvent",
+    "BillingEventKey",
+    "BillingEventKind",
+    "BillingEvents",
+    "CancelScheduled",
+    "CancelUnscheduled",
+    "Canceled",
+    "ItemKind",
+    "ItemsChanged",
+    "Paused",
+    "PricePeriods",
+    "Proration",
+    "ProrationBasis",
+    "QuantityChanged",
+    "Resumed",
+    "Started",
+    "SubscriptionItem",
+    "SubscriptionState",
+    "SubscriptionStatus",
+    "Timeline",
+    "TimelineEntry",
+    "TrialUsage",
+    "billing_events",
+    "current_period_end",
+    "state_at",
+]

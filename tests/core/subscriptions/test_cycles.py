@@ -1,0 +1,225 @@
+"""Billing cycles: month-end anchors, leap years, calendar units, DST, day positions, limits."""
+
+from __future__ import annotations
+
+import calendar
+import itertools
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tally.core.periods import Interval, IntervalUnit, Period
+from tally.core.rejections import Rejected
+from tally.core.subscriptions import AnchorKind, BillingAnchor, BillingCycle, ProrationBasis
+from tally.core.subscriptions.cycles import zone
+from tests.core.subscriptions.builders import DAY, MONTH, QUARTER, WEEK, YEAR, local, utc
+
+ANNIVERSARY = BillingAnchor(AnchorKind.ANNIVERSARY)
+CALENDAR = BillingAnchor(AnchorKind.CALENDAR)
+
+
+def cycle(start: datetime, interval: Interval, anchor: BillingAnchor = ANNIVERSARY, tz: str = "UTC") -> BillingCycle:
+    return BillingCycle.for_subscription(anchor=anchor, interval=interval, start=start, timezone=ZoneInfo(tz))
+
+
+def boundaries(c: BillingCycle, count: int, first: int = 0) -> list[str]:
+    return [c.boundary(index).astimezone(c.timezone).date().isoformat() for index in range(first, first + count)]
+
+
+@pytest.mark.parametrize(
+    ("start", "interval", "expected"),
+    [
+        # Month-end anchors come back to the 31st: never drift to the 28th/29th.
+        (utc(2024, 1, 31), MONTH, ["2024-01-31", "2024-02-29", "2024-03-31", "2024-04-30", "2024-05-31"]),
+        (utc(2023, 1, 31), MONTH, ["2023-01-31", "2023-02-28", "2023-03-31", "2023-04-30", "2023-05-31"]),
+        (utc(2024, 1, 30), MONTH, ["2024-01-30", "2024-02-29", "2024-03-30", "2024-04-30", "2024-05-30"]),
+        (utc(2023, 12, 31), MONTH, ["2023-12-31", "2024-01-31", "2024-02-29", "2024-03-31", "2024-04-30"]),
+        # Leap day anniversaries: Feb 28 in common years, Feb 29 again in leap years.
+        (utc(2024, 2, 29), YEAR, ["2024-02-29", "2025-02-28", "2026-02-28", "2027-02-28", "2028-02-29"]),
+        (utc(2024, 2, 29), MONTH, ["2024-02-29", "2024-03-29", "2024-04-29", "2024-05-29", "2024-06-29"]),
+        # Quarters from a month end.
+        (utc(2023, 11, 30), QUARTER, ["2023-11-30", "2024-02-29", "2024-05-30", "2024-08-30", "2024-11-30"]),
+        (utc(2024, 5, 31), QUARTER, ["2024-05-31", "2024-08-31", "2024-11-30", "2025-02-28", "2025-05-31"]),
+        (
+            utc(2024, 1, 31),
+            Interval(IntervalUnit.MONTH, 2),
+            ["2024-01-31", "2024-03-31", "2024-05-31", "2024-07-31", "2024-09-30"],
+        ),
+        (utc(2024, 1, 3), WEEK, ["2024-01-03", "2024-01-10", "2024-01-17", "2024-01-24", "2024-01-31"]),
+        (utc(2024, 2, 27), DAY, ["2024-02-27", "2024-02-28", "2024-02-29", "2024-03-01", "2024-03-02"]),
+        (
+            utc(2024, 2, 27),
+            Interval(IntervalUnit.DAY, 3),
+            ["2024-02-27", "2024-03-01", "2024-03-04", "2024-03-07", "2024-03-10"],
+        ),
+    ],
+)
+def test_anniversary_boundaries(start: datetime, interval: Interval, expected: list[str]) -> None:
+    assert boundaries(cycle(start, interval), 5) == expected
+
+
+def test_month_end_anchor_going_backwards_is_the_same_grid() -> None:
+    c = cycle(utc(2024, 3, 31, 9, 30), MONTH)
+    assert boundaries(c, 4, first=-3) == ["2023-12-31", "2024-01-31", "2024-02-29", "2024-03-31"]
+    assert c.boundary(-2).time().isoformat() == "09:30:00"
+
+
+@pytest.mark.parametrize(
+    ("start", "interval", "period"),
+    [
+        (utc(2024, 1, 15, 12), MONTH, (utc(2024, 1, 1), utc(2024, 2, 1))),
+        (utc(2024, 5, 20), QUARTER, (utc(2024, 4, 1), utc(2024, 7, 1))),
+        (utc(2024, 12, 31, 23, 59), QUARTER, (utc(2024, 10, 1), utc(2025, 1, 1))),
+        (utc(2024, 7, 4), YEAR, (utc(2024, 1, 1), utc(2025, 1, 1))),
+        # 2024-01-10 is a Wednesday: ISO weeks start on Monday.
+        (utc(2024, 1, 10, 8), WEEK, (utc(2024, 1, 8), utc(2024, 1, 15))),
+        (utc(2024, 1, 10, 8), DAY, (utc(2024, 1, 10), utc(2024, 1, 11))),
+        (utc(2024, 2, 10), Interval(IntervalUnit.MONTH, 3), (utc(2024, 2, 1), utc(2024, 5, 1))),
+    ],
+)
+def test_calendar_anchor_periods(start: datetime, interval: Interval, period: tuple[datetime, datetime]) -> None:
+    assert cycle(start, interval, CALENDAR).period_containing(start) == Period(*period)
+
+
+@pytest.mark.parametrize(
+    ("day", "start", "expected"),
+    [
+        # The first full period starts on the first such day on or after the start's date.
+        (15, utc(2024, 3, 20, 10), ["2024-04-15", "2024-05-15", "2024-06-15"]),
+        (15, utc(2024, 3, 15, 10), ["2024-03-15", "2024-04-15", "2024-05-15"]),
+        (31, utc(2023, 2, 10), ["2023-02-28", "2023-03-31", "2023-04-30"]),
+        (30, utc(2024, 1, 31), ["2024-02-29", "2024-03-30", "2024-04-30"]),
+        (1, utc(2024, 12, 2), ["2025-01-01", "2025-02-01", "2025-03-01"]),
+    ],
+)
+def test_day_of_month_anchor(day: int, start: datetime, expected: list[str]) -> None:
+    c = cycle(start, MONTH, BillingAnchor(AnchorKind.DAY_OF_MONTH, day))
+    assert boundaries(c, 3) == expected
+    assert c.boundary(0).time().isoformat() == "00:00:00"
+
+
+@pytest.mark.parametrize(
+    ("tz", "start", "period", "hours"),
+    [
+        # Local midnights: the UTC offset moves with DST, so March is an hour short, November long.
+        ("America/New_York", utc(2024, 3, 15), (utc(2024, 3, 1, 5), utc(2024, 4, 1, 4)), 31 * 24 - 1),
+        ("America/New_York", utc(2024, 11, 15), (utc(2024, 11, 1, 4), utc(2024, 12, 1, 5)), 30 * 24 + 1),
+        ("Europe/Berlin", utc(2024, 3, 15), (utc(2024, 2, 29, 23), utc(2024, 3, 31, 22)), 31 * 24 - 1),
+        ("Europe/Berlin", utc(2024, 10, 15), (utc(2024, 9, 30, 22), utc(2024, 10, 31, 23)), 31 * 24 + 1),
+        ("Europe/Berlin", utc(2024, 3, 31, 12), (utc(2024, 3, 30, 23), utc(2024, 3, 31, 22)), 23),
+        ("Europe/Berlin", utc(2024, 10, 27, 12), (utc(2024, 10, 26, 22), utc(2024, 10, 27, 23)), 25),
+        ("America/New_York", utc(2024, 3, 10, 12), (utc(2024, 3, 10, 5), utc(2024, 3, 11, 4)), 23),
+        ("America/New_York", utc(2024, 11, 3, 12), (utc(2024, 11, 3, 4), utc(2024, 11, 4, 5)), 25),
+    ],
+)
+def test_calendar_boundaries_are_local_midnights(
+    tz: str, start: datetime, period: tuple[datetime, datetime], hours: int
+) -> None:
+    interval = DAY if hours < 48 else MONTH
+    found = cycle(start, interval, CALENDAR, tz).period_containing(start)
+    assert found == Period(*period)
+    assert found.duration == timedelta(hours=hours)
+
+
+def test_anniversary_keeps_local_wall_time_across_dst() -> None:
+    c = cycle(local("America/New_York", 2024, 2, 15, 9, 0), MONTH, tz="America/New_York")
+    assert [c.boundary(k) for k in range(3)] == [utc(2024, 2, 15, 14), utc(2024, 3, 15, 13), utc(2024, 4, 15, 13)]
+
+
+def test_wall_time_in_a_gap_moves_forward_and_an_ambiguous_one_is_its_first_occurrence() -> None:
+    # 02:30 does not exist on 2024-03-10 in New York (02:00 → 03:00): it becomes 03:30 EDT.
+    gap = cycle(local("America/New_York", 2024, 3, 9, 2, 30), DAY, tz="America/New_York")
+    assert gap.boundary(1) == local("America/New_York", 2024, 3, 10, 3, 30)
+    assert gap.boundary(2) == local("America/New_York", 2024, 3, 11, 2, 30)
+    # 01:30 happens twice on 2024-11-03: the first (EDT, UTC-4) is the boundary.
+    repeat = cycle(local("America/New_York", 2024, 11, 2, 1, 30), DAY, tz="America/New_York")
+    assert repeat.boundary(1) == utc(2024, 11, 3, 5, 30)
+    assert repeat.boundary(2) == utc(2024, 11, 4, 6, 30)
+
+
+@pytest.mark.parametrize(
+    ("moment", "seconds", "days"),
+    [
+        (utc(2024, 3, 1, 5), 0, 0),
+        (utc(2024, 3, 2, 4, 59, 59), 86_399, 0),
+        (utc(2024, 3, 2, 5), 86_400, 1),
+        # After the spring-forward night a local midnight is 04:00 UTC: days count local dates.
+        (utc(2024, 3, 15, 4), 14 * 86_400 - 3_600, 14),
+        (utc(2024, 4, 1, 4), 31 * 86_400 - 3_600, 31),
+    ],
+)
+def test_positions_in_seconds_and_local_days(moment: datetime, seconds: int, days: int) -> None:
+    c = cycle(utc(2024, 3, 10), MONTH, CALENDAR, "America/New_York")
+    period = c.period_containing(utc(2024, 3, 10))
+    assert c.position(period, moment, ProrationBasis.SECOND) == seconds
+    assert c.position(period, moment, ProrationBasis.DAY) == days
+
+
+def test_billing_days_never_run_backwards_in_a_repeated_hour() -> None:
+    # Anchored at 01:30 local: on 2024-11-03 01:10 EST comes after 01:45 EDT but reads earlier.
+    c = cycle(local("America/New_York", 2024, 10, 20, 1, 30), MONTH, tz="America/New_York")
+    period = c.period_containing(utc(2024, 11, 1))
+    first, later = utc(2024, 11, 3, 5, 45), utc(2024, 11, 3, 6, 10)  # 01:45 EDT, then 01:10 EST
+    assert first.astimezone(c.timezone).hour == 1 and later.astimezone(c.timezone).minute == 10
+    assert c.position(period, first, ProrationBasis.DAY) <= c.position(period, later, ProrationBasis.DAY)
+
+
+@pytest.mark.parametrize(
+    ("call", "code"),
+    [
+        (lambda: BillingAnchor(AnchorKind.DAY_OF_MONTH), "anchor_day_of_month_out_of_range"),
+        (lambda: BillingAnchor(AnchorKind.DAY_OF_MONTH, 0), "anchor_day_of_month_out_of_range"),
+        (lambda: BillingAnchor(AnchorKind.DAY_OF_MONTH, 32), "anchor_day_of_month_out_of_range"),
+        (lambda: BillingAnchor(AnchorKind.CALENDAR, 5), "anchor_day_of_month_not_allowed"),
+        (lambda: zone("Mars/Olympus_Mons"), "timezone_unknown"),
+        (lambda: zone("../etc/passwd"), "timezone_unknown"),
+        (lambda: zone(""), "timezone_unknown"),
+        (lambda: cycle(utc(2024, 1, 1), DAY).periods(utc(2024, 1, 1), utc(2040, 1, 1)), "billing_periods_exceed_limit"),
+    ],
+)
+def test_bad_cycle_input(call: object, code: str) -> None:
+    with pytest.raises(Rejected) as error:
+        call()  # type: ignore[operator]
+    assert error.value.rejection.code == code
+
+
+ZONES = ["UTC", "America/New_York", "Europe/Berlin", "Australia/Lord_Howe", "Asia/Kolkata", "America/Santiago"]
+INTERVALS = [DAY, WEEK, MONTH, QUARTER, YEAR, Interval(IntervalUnit.MONTH, 2), Interval(IntervalUnit.DAY, 10)]
+ANCHORS = [ANNIVERSARY, CALENDAR, *(BillingAnchor(AnchorKind.DAY_OF_MONTH, day) for day in (1, 15, 28, 29, 30, 31))]
+moments = st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2060, 1, 1)).map(
+    lambda moment: moment.replace(tzinfo=UTC)
+)
+
+
+@given(
+    tz=st.sampled_from(ZONES),
+    interval=st.sampled_from(INTERVALS),
+    anchor=st.sampled_from(ANCHORS),
+    start=moments,
+    span_days=st.integers(min_value=1, max_value=800),
+)
+def test_periods_tile_time_without_gaps_or_overlaps(
+    tz: str, interval: Interval, anchor: BillingAnchor, start: datetime, span_days: int
+) -> None:
+    c = cycle(start, interval, anchor, tz)
+    end = start + timedelta(days=span_days)
+    periods = c.periods(start, end)
+    assert periods[0].contains(start)
+    assert periods[-1].contains(end - timedelta(microseconds=1))
+    for before, after in itertools.pairwise(periods):
+        assert before.end == after.start
+        assert before.start < before.end
+    for period in periods:
+        assert c.period_containing(period.start) == period
+        assert c.position(period, period.end, ProrationBasis.SECOND) == int(period.duration.total_seconds())
+
+
+@given(tz=st.sampled_from(ZONES), start=moments, index=st.integers(min_value=-30, max_value=300))
+def test_month_boundaries_aim_at_the_anchor_day_and_never_drift(tz: str, start: datetime, index: int) -> None:
+    c = cycle(start, MONTH, ANNIVERSARY, tz)
+    wall = c.boundary(index).astimezone(ZoneInfo(tz))
+    anchor_day = start.astimezone(ZoneInfo(tz)).day
+    assert wall.day == min(anchor_day, calendar.monthrange(wall.year, wall.month)[1])

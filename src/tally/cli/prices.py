@@ -33,7 +33,7 @@ def _exact_yaml(text: str) -> Any:
     """YAML with every float read as the decimal it spells (and no other surprises: safe loader)."""
     import yaml
 
-    class ExactLoader(yaml.SafeLoader):
+    class ExactLoader(yaml.SafeLoader):  # type: ignore[misc]  # no stubs for PyYAML
         pass
 
     def decimal_scalar(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Decimal:

@@ -38,8 +38,10 @@ def test_customers_and_test_clocks(database_url: str, tally: Tally) -> None:
     code, output = run("customers", "create", "bad", "--timezone", "Nowhere/Land")
     assert code == 1 and "customer_timezone_unknown" in output
 
+    # The table's width follows the console's, which other tests may have fixed first: only the
+    # short external ids are sure to show whole. `show` below checks the clock.
     code, output = run("customers", "list")
-    assert code == 0 and "acme" in output and "sim-1" in output and clock_id in output, output
+    assert code == 0 and "acme" in output and "sim-1" in output, output
     code, output = run("customers", "show", "sim-1")
     assert code == 0, output
     shown = json.loads(output)

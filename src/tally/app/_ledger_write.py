@@ -1,5 +1,13 @@
 """The one write path into the ledger, shared by every posting use case.
 
+Plain batches (posted and pending transactions, each key once, every account known) go at once:
+the core checks each spec against what never changes about its accounts and works out, per account,
+the batch's total change and the lowest point its available balance reaches; then one statement,
+in a database transaction of its own, locks the accounts and writes everything if every floor holds
+at that lowest point and no key is taken (`batch_effect` is exactly equivalent to checking the specs
+one by one). No lock is held across a round trip. Anything else — a floor that would break, a
+replayed key, an unknown account, a resolution or reversal — goes the careful way:
+
 For a list of transaction specs, in one database transaction:
   gather — stored transactions with the same idempotency keys; lock every account touched, in id order;
   decide — the core checks each spec in order against balances updated by the specs before it;
@@ -14,6 +22,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import psycopg
@@ -23,28 +32,52 @@ from sqlalchemy import Engine
 from tally.adapters.clock import Clock
 from tally.adapters.ids import new_ids
 from tally.adapters.postgres import ledger as store
-from tally.adapters.postgres.connections import RetryRequested, run_in_transaction
+from tally.adapters.postgres.connections import RetryRequested, psycopg_transaction, run_in_transaction, run_pipelined
 from tally.core.ledger import model
-from tally.core.ledger.model import Entry, PendingTransaction, TransactionSpec
+from tally.core.ledger.model import Direction, Entry, PendingTransaction, TransactionKind, TransactionSpec
 from tally.core.rejections import InvariantViolation, Rejected, Rejection
 
 LedgerTransaction = store.TransactionRow
 
 
-@dataclass(frozen=True, slots=True)
 class Outcome:
-    """What happened to one spec: `transaction` (posted or replayed) or `rejection`."""
+    """What happened to one spec: `transaction` (posted or replayed) or `rejection`.
 
-    transaction: LedgerTransaction | None
-    replayed: bool = False
-    rejection: Rejection | None = None
+    A transaction written now is turned into its record on first use (`build`): a batch caller
+    that only looks at rejections does not pay for a thousand records it never reads.
+    """
+
+    __slots__ = ("_build", "_transaction", "rejection", "replayed")
+
+    def __init__(
+        self,
+        transaction: LedgerTransaction | None = None,
+        replayed: bool = False,
+        rejection: Rejection | None = None,
+        *,
+        build: Callable[[], LedgerTransaction] | None = None,
+    ) -> None:
+        self._transaction = transaction
+        self._build = build
+        self.replayed = replayed
+        self.rejection = rejection
+
+    @property
+    def transaction(self) -> LedgerTransaction | None:
+        if self._transaction is None and self._build is not None:
+            self._transaction, self._build = self._build(), None
+        return self._transaction
 
     def unwrap(self) -> LedgerTransaction:
         if self.rejection is not None:
             raise Rejected(self.rejection)
-        if self.transaction is None:  # pragma: no cover - an outcome always has one or the other
+        transaction = self.transaction
+        if transaction is None:  # pragma: no cover - an outcome always has one or the other
             raise InvariantViolation("outcome without transaction or rejection")
-        return self.transaction
+        return transaction
+
+    def __repr__(self) -> str:
+        return f"Outcome(transaction={self.transaction!r}, replayed={self.replayed}, rejection={self.rejection!r})"
 
 
 # Given a locked connection, extra checks for resolutions and reversals: the entries it releases.
@@ -62,6 +95,10 @@ def write(
 ) -> list[Outcome]:
     for spec in specs:
         model.validate_shape(spec)  # programmer-facing callers validated already; this is the backstop
+    if precondition is None and not extra_account_ids:
+        at_once = _write_at_once(engine, clock, tenant_id, specs)
+        if at_once is not None:
+            return at_once
     decided = run_in_transaction(
         engine,
         lambda connection: _write_once(
@@ -78,6 +115,103 @@ def write(
         record = _record(tenant_id, new, decided.recorded_at[new.id], spec.idempotency_key)
         final.append(Outcome(record, replayed=len(final) != decided.first_positions[spec.idempotency_key]))
     return final
+
+
+# What never changes about an account (unit, normal balance, floor), by tenant and id, so a plain
+# batch is checked without a round trip. The write statement checks it again under the row locks,
+# so an entry here can never cause a wrong write, only a detour through the careful path.
+_ACCOUNTS_KNOWN: dict[tuple[uuid.UUID, str], tuple[model.Account, uuid.UUID]] = {}
+ACCOUNTS_KNOWN_MAX = 100_000
+_AT_ONCE_KINDS = (TransactionKind.POSTED, TransactionKind.PENDING)
+
+
+def _known_accounts(
+    engine: Engine, tenant_id: uuid.UUID, account_ids: set[str]
+) -> dict[str, tuple[model.Account, uuid.UUID]] | None:
+    """The accounts (and their parsed ids) by id, from memory or one read without locks; None if
+    one is unknown."""
+    found: dict[str, tuple[model.Account, uuid.UUID]] = {}
+    missing: dict[uuid.UUID, str] = {}
+    for account_id in account_ids:
+        known = _ACCOUNTS_KNOWN.get((tenant_id, account_id))
+        if known is not None:
+            found[account_id] = known
+            continue
+        parsed = _parse_account_id(account_id)
+        if parsed is None:
+            return None
+        missing[parsed] = account_id
+    if missing:
+        with psycopg_transaction(engine) as connection:
+            statics = store.account_statics(connection, tenant_id, missing)
+        if len(statics) != len(missing):
+            return None
+        if len(_ACCOUNTS_KNOWN) + len(statics) > ACCOUNTS_KNOWN_MAX:
+            _ACCOUNTS_KNOWN.clear()
+        for parsed, static in statics.items():
+            account_id = missing[parsed]
+            account = model.Account(
+                account_id, static.unit_code, Direction(static.normal_balance), static.minimum_balance
+            )
+            found[account_id] = _ACCOUNTS_KNOWN[(tenant_id, account_id)] = (account, parsed)
+    return found
+
+
+def _write_at_once(
+    engine: Engine, clock: Clock, tenant_id: uuid.UUID, specs: Sequence[TransactionSpec]
+) -> list[Outcome] | None:
+    """Write a plain batch in one round trip; None (nothing written) when it needs the careful path."""
+    keys: set[str] = set()
+    account_ids: set[str] = set()
+    for spec in specs:
+        if spec.kind not in _AT_ONCE_KINDS or spec.idempotency_key in keys:
+            return None
+        keys.add(spec.idempotency_key)
+        account_ids.update(entry.account_id for entry in spec.entries)
+    known = _known_accounts(engine, tenant_id, account_ids)
+    if known is None:
+        return None
+    accounts = {account_id: account for account_id, (account, _) in known.items()}
+    try:
+        for spec in specs:
+            model.validate_against_accounts(spec, accounts)
+    except Rejected:
+        return None
+    effects = model.batch_effect(specs, accounts)
+    now = clock.now()
+    ids = iter(new_ids(len(specs) + sum(len(spec.entries) for spec in specs)))
+    new_transactions = [
+        store.NewTransaction(
+            id=next(ids),
+            spec=spec,
+            effective_at=spec.effective_at or now,
+            unit_codes=tuple(accounts[entry.account_id].unit_code for entry in spec.entries),
+            entry_ids=tuple(next(ids) for _ in spec.entries),
+            account_ids=tuple(known[entry.account_id][1] for entry in spec.entries),
+        )
+        for spec in specs
+    ]
+    moves = {
+        known[account_id][1]: store.AccountMove(
+            delta=effect.delta,
+            available_change_lowest=effect.available_change_lowest,
+            unit_code=accounts[account_id].unit_code,
+            normal_balance=accounts[account_id].normal_balance.value,
+        )
+        for account_id, effect in effects.items()
+    }
+    try:
+        recorded_at = run_pipelined(
+            engine, lambda connection: store.write_if_floors_hold(connection, tenant_id, new_transactions, moves)
+        )
+    except errors.UniqueViolation:
+        return None  # a concurrent writer took a key: the careful path replays or refuses it
+    if recorded_at is None:
+        return None
+    return [
+        Outcome(build=partial(_record, tenant_id, new, recorded_at[new.id], new.spec.idempotency_key))
+        for new in new_transactions
+    ]
 
 
 @dataclass(frozen=True, slots=True)

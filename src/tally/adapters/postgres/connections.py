@@ -55,3 +55,31 @@ def run_in_transaction(engine: Engine, work: Callable[[psycopg.Connection[Any]],
                 raise
             time.sleep(random.uniform(0, 0.002 * 2 ** min(attempt, 8)))
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def run_pipelined(engine: Engine, work: Callable[[psycopg.Connection[Any]], T]) -> T:
+    """Run `work` on a pooled connection in autocommit mode, again on deadlocks and serialization
+    failures. For work that sends its statements in one pipeline and syncs once: the statements up
+    to the sync are one implicit database transaction (all or nothing), sent in one round trip, so
+    no lock is held while the client thinks."""
+    for attempt in range(1, ATTEMPTS_MAX + 1):
+        try:
+            with engine.connect() as connection:
+                raw = connection.connection.driver_connection
+                if not isinstance(raw, psycopg.Connection):  # pragma: no cover - configuration error
+                    raise TypeError("tally needs the psycopg 3 driver")
+                raw.autocommit = True
+                try:
+                    return work(raw)
+                except BaseException:
+                    if raw.closed or raw.broken:
+                        connection.invalidate()
+                    raise
+                finally:
+                    if not (raw.closed or raw.broken):
+                        raw.autocommit = False
+        except RETRYABLE:
+            if attempt == ATTEMPTS_MAX:
+                raise
+            time.sleep(random.uniform(0, 0.002 * 2 ** min(attempt, 8)))
+    raise AssertionError("unreachable")  # pragma: no cover

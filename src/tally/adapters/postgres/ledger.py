@@ -119,10 +119,12 @@ ENTRY_COLUMNS = "id, transaction_id, entry_index, account_id, direction, amount,
 
 
 # Parameters in `(SELECT %s::type)` are hidden from the planner on purpose (see _TENANT_PARAMETER).
+# FOR NO KEY UPDATE: balances are not keys, so inserting entries (whose foreign keys take key-share
+# locks on their accounts) never waits for a writer of balances.
 _LOCK_ACCOUNTS = f"""
 SELECT {ACCOUNT_COLUMNS} FROM ledger_accounts
 WHERE tenant_id = (SELECT %s::uuid) AND id = ANY((SELECT %s::uuid[])::uuid[])
-ORDER BY id FOR UPDATE"""
+ORDER BY id FOR NO KEY UPDATE"""
 
 
 def lock_accounts(
@@ -309,19 +311,8 @@ SELECT id, recorded_at FROM new_transactions
 """
 
 
-def write_transactions(
-    connection: psycopg.Connection[Any],
-    tenant_id: uuid.UUID,
-    transactions: Sequence[NewTransaction],
-    deltas: Mapping[uuid.UUID, BalanceDelta],
-) -> dict[uuid.UUID, datetime]:
-    """Insert the transactions and entries and move the balances, all in one statement; return each
-    new transaction's `recorded_at`.
-
-    The caller holds the account locks. Raises `psycopg.errors.UniqueViolation` when a concurrent
-    writer took one of the idempotency keys (or resolved or reversed the same transaction) first:
-    then nothing was written, and a retry finds what the other writer wrote.
-    """
+def _rows(transactions: Sequence[NewTransaction]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The transactions and their entries as rows for the write statements' JSON documents."""
     transaction_rows = []
     entry_rows = []
     for new in transactions:
@@ -356,6 +347,23 @@ def write_transactions(
                     "unit_code": unit_code,
                 }
             )
+    return transaction_rows, entry_rows
+
+
+def write_transactions(
+    connection: psycopg.Connection[Any],
+    tenant_id: uuid.UUID,
+    transactions: Sequence[NewTransaction],
+    deltas: Mapping[uuid.UUID, BalanceDelta],
+) -> dict[uuid.UUID, datetime]:
+    """Insert the transactions and entries and move the balances, all in one statement; return each
+    new transaction's `recorded_at`.
+
+    The caller holds the account locks. Raises `psycopg.errors.UniqueViolation` when a concurrent
+    writer took one of the idempotency keys (or resolved or reversed the same transaction) first:
+    then nothing was written, and a retry finds what the other writer wrote.
+    """
+    transaction_rows, entry_rows = _rows(transactions)
     delta_rows = [
         {
             "account_id": str(account_id),
@@ -373,6 +381,166 @@ def write_transactions(
         "deltas": json.dumps(delta_rows, separators=(",", ":")),
     }
     rows = connection.execute(_WRITE_TRANSACTIONS, parameters, prepare=True).fetchall()
+    if len(rows) != len(transactions):
+        raise InvariantViolation(f"wrote {len(rows)} of {len(transactions)} transactions")
+    return {row[0]: row[1] for row in rows}
+
+
+@dataclass(frozen=True, slots=True)
+class AccountStatic:
+    """What never changes about an account: enough to check a transaction before taking any lock."""
+
+    unit_code: str
+    normal_balance: str
+    minimum_balance: int | None
+
+
+def account_statics(
+    connection: psycopg.Connection[Any], tenant_id: uuid.UUID, account_ids: Iterable[uuid.UUID]
+) -> dict[uuid.UUID, AccountStatic]:
+    rows = connection.execute(
+        f"""SELECT id, unit_code, normal_balance, minimum_balance FROM ledger_accounts
+            WHERE {_TENANT_PARAMETER} AND id = ANY((SELECT %s::uuid[])::uuid[])""",
+        (tenant_id, list(set(account_ids))),
+        binary=True,
+        prepare=True,
+    ).fetchall()
+    return {row[0]: AccountStatic(row[1], row[2], row[3]) for row in rows}
+
+
+# A whole batch at once, in one pipeline that is one database transaction:
+#   1. insert the transactions and entries (their foreign key checks take only key-share locks on
+#      the accounts, which do not wait for writers of balances);
+#   2. lock the accounts in id order (FOR NO KEY UPDATE: balances are not keys);
+#   3. move the balances only if every account is what the caller assumed (tenant, unit, normal
+#      balance) and every floor holds at the batch's lowest point; otherwise call
+#      `ledger_refuse_batch()`, which raises, so that the transaction rolls back whole.
+# Only steps 2 and 3 run under the account locks, and no lock is held across a round trip. Step 3
+# is a statement of its own: under READ COMMITTED its snapshot, taken once the locks are held, shows
+# the accounts as the last writer left them. (Rows locked by a CTE of the statement that checks them
+# can come back as that statement's snapshot saw them, before a concurrent writer committed.)
+_INSERT_TRANSACTIONS = """
+WITH input AS MATERIALIZED (
+    SELECT * FROM json_to_recordset(%(transactions)s::json) AS t(
+        id uuid, idempotency_key text, kind text, template text, effective_at timestamptz, description text,
+        reference text, metadata jsonb, entry_count int2)
+), new_transactions AS (
+    INSERT INTO ledger_transactions (
+        id, tenant_id, idempotency_key, kind, template, effective_at, description, reference, metadata, entry_count)
+    SELECT id, %(tenant_id)s, idempotency_key, kind, template, effective_at, description, reference, metadata,
+           entry_count
+    FROM input
+    RETURNING id, recorded_at
+), new_entries AS (
+    INSERT INTO ledger_entries (
+        id, tenant_id, transaction_id, entry_index, account_id, direction, amount, unit_code, phase, effective_at)
+    SELECT e.id, %(tenant_id)s, e.transaction_id, e.entry_index, e.account_id, e.direction, e.amount, e.unit_code,
+           CASE t.kind WHEN 'pending' THEN 'pending' ELSE 'posted' END, t.effective_at
+    FROM json_to_recordset(%(entries)s::json) AS e(
+        id uuid, transaction_id uuid, entry_index int2, account_id uuid, direction text, amount int8, unit_code text)
+    JOIN input t ON t.id = e.transaction_id
+)
+SELECT id, recorded_at FROM new_transactions
+"""
+
+_LOCK_FOR_BALANCES = """
+SELECT FROM ledger_accounts
+WHERE tenant_id = (SELECT %s::uuid) AND id = ANY((SELECT %s::uuid[])::uuid[])
+ORDER BY id FOR NO KEY UPDATE"""
+
+_MOVE_IF_FLOORS_HOLD = """
+WITH moves AS MATERIALIZED (
+    SELECT * FROM json_to_recordset(%(moves)s::json) AS m(
+        account_id uuid, unit_code text, normal_balance text, debits_posted int8, credits_posted int8,
+        debits_pending int8, credits_pending int8, available_change_lowest int8)
+), accounts AS MATERIALIZED (
+    SELECT a.id, a.unit_code, a.normal_balance, a.minimum_balance,
+           CASE a.normal_balance WHEN 'debit' THEN a.debits_posted - a.credits_posted - a.credits_pending
+                ELSE a.credits_posted - a.debits_posted - a.debits_pending END AS available
+    FROM ledger_accounts a
+    WHERE a.tenant_id = (SELECT %(tenant_id)s::uuid) AND a.id = ANY((SELECT %(account_ids)s::uuid[])::uuid[])
+), verdict AS MATERIALIZED (
+    SELECT (SELECT count(*) FROM accounts a JOIN moves m
+                ON m.account_id = a.id AND m.unit_code = a.unit_code AND m.normal_balance = a.normal_balance)
+               = (SELECT count(*) FROM moves)
+           AND NOT EXISTS (SELECT FROM accounts a JOIN moves m ON m.account_id = a.id
+                           WHERE a.minimum_balance IS NOT NULL
+                             AND a.available + m.available_change_lowest < a.minimum_balance) AS moves
+), moved AS (
+    UPDATE ledger_accounts AS a
+    SET debits_posted = a.debits_posted + m.debits_posted,
+        credits_posted = a.credits_posted + m.credits_posted,
+        debits_pending = a.debits_pending + m.debits_pending,
+        credits_pending = a.credits_pending + m.credits_pending
+    FROM moves m
+    WHERE a.tenant_id = (SELECT %(tenant_id)s::uuid) AND a.id = ANY((SELECT %(account_ids)s::uuid[])::uuid[])
+      AND a.id = m.account_id AND (SELECT moves FROM verdict)
+)
+SELECT CASE WHEN moves THEN true ELSE ledger_refuse_batch() END FROM verdict
+"""
+
+# SQLSTATE raised by `ledger_refuse_batch()` (migration 0006).
+BATCH_REFUSED = "TL001"
+
+
+@dataclass(frozen=True, slots=True)
+class AccountMove:
+    """One account's part in a batch written at once: the counters' change, the lowest its
+    available balance may get relative to the start, and what the caller assumed of the account."""
+
+    delta: Balances
+    available_change_lowest: int
+    unit_code: str
+    normal_balance: str
+
+
+def write_if_floors_hold(
+    connection: psycopg.Connection[Any],
+    tenant_id: uuid.UUID,
+    transactions: Sequence[NewTransaction],
+    moves: Mapping[uuid.UUID, AccountMove],
+) -> dict[uuid.UUID, datetime] | None:
+    """Write a batch of `posted`/`pending` transactions if every account's floor holds at the
+    batch's lowest point; else write nothing and return None. Returns each transaction's
+    `recorded_at`.
+
+    `connection` must be in autocommit mode and idle: the statements go in one pipeline and one
+    sync, which makes them one implicit transaction. Raises `psycopg.errors.UniqueViolation` when
+    an idempotency key is taken (nothing written).
+    """
+    transaction_rows, entry_rows = _rows(transactions)
+    move_rows = [
+        {
+            "account_id": str(account_id),
+            "unit_code": move.unit_code,
+            "normal_balance": move.normal_balance,
+            "debits_posted": move.delta.debits_posted,
+            "credits_posted": move.delta.credits_posted,
+            "debits_pending": move.delta.debits_pending,
+            "credits_pending": move.delta.credits_pending,
+            "available_change_lowest": move.available_change_lowest,
+        }
+        for account_id, move in moves.items()
+    ]
+    account_ids = "{" + ",".join(str(account_id) for account_id in moves) + "}"
+    parameters = {
+        "tenant_id": tenant_id,
+        "account_ids": account_ids,
+        "moves": json.dumps(move_rows, separators=(",", ":")),
+        "transactions": json.dumps(transaction_rows, separators=(",", ":")),
+        "entries": json.dumps(entry_rows, separators=(",", ":")),
+    }
+    try:
+        with connection.pipeline() as pipeline:
+            inserted = connection.execute(_INSERT_TRANSACTIONS, parameters, prepare=True)
+            connection.execute(_LOCK_FOR_BALANCES, (tenant_id, account_ids), prepare=True)
+            connection.execute(_MOVE_IF_FLOORS_HOLD, parameters, prepare=True)
+            pipeline.sync()
+            rows = inserted.fetchall()
+    except psycopg.Error as error:
+        if error.sqlstate == BATCH_REFUSED:
+            return None
+        raise
     if len(rows) != len(transactions):
         raise InvariantViolation(f"wrote {len(rows)} of {len(transactions)} transactions")
     return {row[0]: row[1] for row in rows}

@@ -298,6 +298,58 @@ def apply(
     return updated
 
 
+@dataclass(frozen=True, slots=True)
+class AccountEffect:
+    """What a run of transactions does to one account: the change of its four counters, and the
+    lowest its available balance gets relative to the start, over the moments after each
+    transaction that touches it (the moments at which `apply` checks the account's floor)."""
+
+    delta: Balances
+    available_change_lowest: int
+
+
+def batch_effect(specs: Sequence[TransactionSpec], accounts: Mapping[str, Account]) -> dict[str, AccountEffect]:
+    """The combined effect of applying `specs` in order, for deciding a whole batch at once.
+
+    For `posted` and `pending` transactions only (they release nothing) whose accounts exist and
+    that balance (`validate_against_accounts`). Starting from any balances, applying the specs one
+    by one accepts every one of them exactly when, for each touched account with a floor,
+    `available(start) + available_change_lowest >= minimum_balance`; and then the final counters
+    are the start plus `delta`. `apply` checks each account on the state after each transaction,
+    so the lowest of those states is what matters. A property test holds this against `apply`.
+    """
+    running: dict[str, list[int]] = {}  # debits/credits posted/pending change, then available change
+    lowest: dict[str, int] = {}
+    for spec in specs:
+        require(
+            spec.kind in (TransactionKind.POSTED, TransactionKind.PENDING),
+            f"batch_effect takes posted and pending transactions, not {spec.kind}",
+        )
+        pending = spec.kind is TransactionKind.PENDING
+        for entry in spec.entries:
+            counters = running.get(entry.account_id)
+            if counters is None:
+                counters = running[entry.account_id] = [0, 0, 0, 0, 0]
+            debit = entry.direction is Direction.DEBIT
+            counters[(2 if pending else 0) + (0 if debit else 1)] += entry.amount
+            # The available balance moves with posted amounts either way, and with pending amounts
+            # only when they would reduce it (see `Balances.available`).
+            toward_normal = debit == (accounts[entry.account_id].normal_balance is Direction.DEBIT)
+            if toward_normal:
+                if not pending:
+                    counters[4] += entry.amount
+            else:
+                counters[4] -= entry.amount
+        for entry in spec.entries:
+            change = running[entry.account_id][4]
+            if change < lowest.get(entry.account_id, change + 1):
+                lowest[entry.account_id] = change
+    return {
+        account_id: AccountEffect(Balances(*counters[:4]), lowest[account_id])
+        for account_id, counters in running.items()
+    }
+
+
 def compare_replay(original: TransactionSpec, replay: TransactionSpec) -> None:
     """An idempotency key replayed: identical content is fine; anything different is named.
 

@@ -23,6 +23,12 @@ INTEGRITY_RUN = "irun"
 EVENT_CORRECTION = "evc"
 CUSTOMER = "cus"
 TEST_CLOCK = "clk"
+PRODUCT = "prod"
+FEATURE = "feat"
+PRICE = "price"
+PLAN = "plan"
+PLAN_VERSION = "plv"
+PRICE_OVERRIDE = "ovr"
 
 _CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
 _DECODE = {character: value for value, character in enumerate(_CROCKFORD)}
@@ -53,16 +59,17 @@ def new_id() -> uuid.UUID:
     return uuid.UUID(int=value)
 
 
-def new_ids(count: int) -> list[uuid.UUID]:
-    """`count` ids, in order, exactly as `count` calls of `new_id` would make them, for less work."""
+def new_id_ints(count: int) -> list[int]:
+    """`count` ids as integers, in order, exactly as `count` calls of `new_id` made in the same
+    millisecond would make them: the clock is read once. For writers of many rows at a time."""
     global _last_ms, _sequence  # noqa: PLW0603 - see new_id
     stamps = []
     with _lock:
+        now_ms = time.time_ns() // 1_000_000
         for _ in range(count):
-            now_ms = time.time_ns() // 1_000_000
             if now_ms <= _last_ms:
                 _sequence += 1
-                if _sequence > 0xFFF:
+                if _sequence > 0xFFF:  # more than 4096 ids in one millisecond: borrow the next millisecond
                     _last_ms += 1
                     _sequence = 0
                 now_ms = _last_ms
@@ -73,9 +80,20 @@ def new_ids(count: int) -> list[uuid.UUID]:
     randomness = os.urandom(8 * count)
     mask = (1 << 62) - 1
     return [
-        uuid.UUID(int=stamp | int.from_bytes(randomness[8 * index : 8 * index + 8], "big") & mask)
+        stamp | int.from_bytes(randomness[8 * index : 8 * index + 8], "big") & mask
         for index, stamp in enumerate(stamps)
     ]
+
+
+def new_ids(count: int) -> list[uuid.UUID]:
+    """`count` ids, in order, exactly as `count` calls of `new_id` would make them, for less work."""
+    return [uuid.UUID(int=value) for value in new_id_ints(count)]
+
+
+def uuid_text(value: int) -> str:
+    """The canonical text of the UUID with this integer value (as `str(uuid.UUID(int=value))`)."""
+    digits = f"{value:032x}"
+    return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
 
 
 def format_id(prefix: str, value: uuid.UUID) -> str:

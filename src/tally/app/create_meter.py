@@ -41,52 +41,57 @@ class CreatedMeter:
 
 
 def create_meter(engine: Engine, clock: Clock, tenant_id: uuid.UUID, meter: MeterInput) -> CreatedMeter:
+    MeterLabels(code=meter.code, name=meter.name or meter.code, description=meter.description)
+    meter.definition.validate()
+    return run_in_transaction(engine, lambda connection: create_meter_in(connection, clock, tenant_id, meter))
+
+
+def create_meter_in(
+    connection: psycopg.Connection[Any], clock: Clock, tenant_id: uuid.UUID, meter: MeterInput
+) -> CreatedMeter:
+    """`create_meter` inside the caller's transaction (`tally catalog apply`)."""
     labels = MeterLabels(code=meter.code, name=meter.name or meter.code, description=meter.description)
     definition = meter.definition.validate()
-
-    def work(connection: psycopg.Connection[Any]) -> CreatedMeter:
-        count = connection.execute("SELECT count(*) FROM meters WHERE tenant_id = %s", (tenant_id,)).fetchone()
-        now = clock.now()
-        row = store.insert_meter(
-            connection,
-            meter_id=new_id(),
-            tenant_id=tenant_id,
-            code=labels.code,
-            name=labels.name,
-            description=labels.description,
-            metadata=meter.metadata,
-            now=now,
-        )
-        if row is None:
-            existing = store.get_meter(connection, tenant_id, labels.code)
-            assert existing is not None
-            version = store.get_version(connection, tenant_id, existing.id, existing.latest_version)
-            assert version is not None
-            changed = definition_changes(version.definition, definition)
-            if changed:
-                raise Rejected.because(
-                    f"meter_exists_with_different_{changed[0]}",
-                    f"meter {labels.code} exists with a different {changed[0]}: update it to make a new version",
-                    changed[0],
-                )
-            for name, value in (("name", labels.name), ("description", labels.description)):
-                if getattr(existing, name) != value:
-                    raise Rejected.because(
-                        f"meter_exists_with_different_{name}",
-                        f"meter {labels.code} exists with a different {name}",
-                        name,
-                    )
-            return CreatedMeter(MeterState(existing, version), created=False)
-        assert count is not None
-        if count[0] >= METERS_PER_TENANT_MAX:
-            raise Rejected.because(
-                "meters_exceed_limit", f"a tenant has at most METERS_PER_TENANT_MAX = {METERS_PER_TENANT_MAX} meters"
-            )
-        version_id = store.insert_version(
-            connection, tenant_id=tenant_id, meter_id=row.id, version=1, definition=definition, now=now
-        )
-        version = store.get_version_by_id(connection, version_id)
+    count = connection.execute("SELECT count(*) FROM meters WHERE tenant_id = %s", (tenant_id,)).fetchone()
+    now = clock.now()
+    row = store.insert_meter(
+        connection,
+        meter_id=new_id(),
+        tenant_id=tenant_id,
+        code=labels.code,
+        name=labels.name,
+        description=labels.description,
+        metadata=meter.metadata,
+        now=now,
+    )
+    if row is None:
+        existing = store.get_meter(connection, tenant_id, labels.code)
+        assert existing is not None
+        version = store.get_version(connection, tenant_id, existing.id, existing.latest_version)
         assert version is not None
-        return CreatedMeter(MeterState(row, version), created=True)
-
-    return run_in_transaction(engine, work)
+        changed = definition_changes(version.definition, definition)
+        if changed:
+            raise Rejected.because(
+                f"meter_exists_with_different_{changed[0]}",
+                f"meter {labels.code} exists with a different {changed[0]}: update it to make a new version",
+                changed[0],
+            )
+        for name, value in (("name", labels.name), ("description", labels.description)):
+            if getattr(existing, name) != value:
+                raise Rejected.because(
+                    f"meter_exists_with_different_{name}",
+                    f"meter {labels.code} exists with a different {name}",
+                    name,
+                )
+        return CreatedMeter(MeterState(existing, version), created=False)
+    assert count is not None
+    if count[0] >= METERS_PER_TENANT_MAX:
+        raise Rejected.because(
+            "meters_exceed_limit", f"a tenant has at most METERS_PER_TENANT_MAX = {METERS_PER_TENANT_MAX} meters"
+        )
+    version_id = store.insert_version(
+        connection, tenant_id=tenant_id, meter_id=row.id, version=1, definition=definition, now=now
+    )
+    version = store.get_version_by_id(connection, version_id)
+    assert version is not None
+    return CreatedMeter(MeterState(row, version), created=True)

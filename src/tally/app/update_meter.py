@@ -49,52 +49,56 @@ def update_meter(engine: Engine, clock: Clock, tenant_id: uuid.UUID, code: str, 
     if unknown:  # pragma: no cover - the API only passes known fields
         raise ValueError(f"not definition fields: {sorted(unknown)}")
 
-    def work(connection: psycopg.Connection[Any]) -> UpdatedMeter:
-        meter = store.get_meter(connection, tenant_id, code, for_update=True)
-        if meter is None:
-            raise Rejected.because("meter_not_found", f"no meter {code!r} for this tenant", "code")
-        current = store.get_version(connection, tenant_id, meter.id, meter.latest_version)
-        assert current is not None
-        labels = MeterLabels(
-            code=meter.code,
-            name=update.name if update.name is not None else meter.name,
-            description=update.description if update.description is not None else meter.description,
-        )
-        proposed = replace(MeterDefinitionInput.of(current.definition), **dict(update.definition)).validate()
-        changed = definition_changes(current.definition, proposed)
-        now = clock.now()
-        version = current
-        if changed:
-            if meter.latest_version >= VERSIONS_PER_METER_MAX:
-                raise Rejected.because(
-                    "meter_versions_exceed_limit", f"a meter has at most {VERSIONS_PER_METER_MAX} versions"
-                )
-            version_id = store.insert_version(
-                connection,
-                tenant_id=tenant_id,
-                meter_id=meter.id,
-                version=meter.latest_version + 1,
-                definition=proposed,
-                now=now,
-            )
-            created = store.get_version_by_id(connection, version_id)
-            assert created is not None
-            version = created
-        label_changes = (
-            labels.name != meter.name
-            or labels.description != meter.description
-            or (update.metadata is not None and dict(update.metadata) != meter.metadata)
-        )
-        if changed or label_changes:
-            meter = store.update_meter(
-                connection,
-                meter.id,
-                name=labels.name,
-                description=labels.description,
-                metadata=update.metadata if update.metadata is not None else meter.metadata,
-                latest_version=version.version,
-                now=now,
-            )
-        return UpdatedMeter(MeterState(meter, version), version_created=bool(changed), changed_fields=changed)
+    return run_in_transaction(engine, lambda connection: update_meter_in(connection, clock, tenant_id, code, update))
 
-    return run_in_transaction(engine, work)
+
+def update_meter_in(
+    connection: psycopg.Connection[Any], clock: Clock, tenant_id: uuid.UUID, code: str, update: MeterUpdate
+) -> UpdatedMeter:
+    """`update_meter` inside the caller's transaction (`tally catalog apply`)."""
+    meter = store.get_meter(connection, tenant_id, code, for_update=True)
+    if meter is None:
+        raise Rejected.because("meter_not_found", f"no meter {code!r} for this tenant", "code")
+    current = store.get_version(connection, tenant_id, meter.id, meter.latest_version)
+    assert current is not None
+    labels = MeterLabels(
+        code=meter.code,
+        name=update.name if update.name is not None else meter.name,
+        description=update.description if update.description is not None else meter.description,
+    )
+    proposed = replace(MeterDefinitionInput.of(current.definition), **dict(update.definition)).validate()
+    changed = definition_changes(current.definition, proposed)
+    now = clock.now()
+    version = current
+    if changed:
+        if meter.latest_version >= VERSIONS_PER_METER_MAX:
+            raise Rejected.because(
+                "meter_versions_exceed_limit", f"a meter has at most {VERSIONS_PER_METER_MAX} versions"
+            )
+        version_id = store.insert_version(
+            connection,
+            tenant_id=tenant_id,
+            meter_id=meter.id,
+            version=meter.latest_version + 1,
+            definition=proposed,
+            now=now,
+        )
+        created = store.get_version_by_id(connection, version_id)
+        assert created is not None
+        version = created
+    label_changes = (
+        labels.name != meter.name
+        or labels.description != meter.description
+        or (update.metadata is not None and dict(update.metadata) != meter.metadata)
+    )
+    if changed or label_changes:
+        meter = store.update_meter(
+            connection,
+            meter.id,
+            name=labels.name,
+            description=labels.description,
+            metadata=update.metadata if update.metadata is not None else meter.metadata,
+            latest_version=version.version,
+            now=now,
+        )
+    return UpdatedMeter(MeterState(meter, version), version_created=bool(changed), changed_fields=changed)

@@ -1,0 +1,644 @@
+"""The catalog's PostgreSQL side (migration 0007): products, features, prices, plans, plan versions
+and their prices, price overrides. Rows in, rows out; the rules live in tally.core.catalog."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+from tally.adapters.pagination import Page, PageRequest
+from tally.core import money
+
+DRAFT = "draft"
+PUBLISHED = "published"
+
+Connection = psycopg.Connection[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ProductRow:
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    code: str
+    name: str
+    description: str
+    metadata: dict[str, str]
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureRow:
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    code: str
+    name: str
+    kind: str
+    metadata: dict[str, str]
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PriceRow:
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    code: str
+    product_id: uuid.UUID
+    product_code: str
+    currency: str
+    meter_code: str | None
+    document: dict[str, Any]
+    metadata: dict[str, str]
+    created_at: datetime
+    archived_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class PlanRow:
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    code: str
+    name: str
+    description: str
+    metadata: dict[str, str]
+    created_at: datetime
+    updated_at: datetime
+    latest_version: int  # 0: no version yet
+    published_version: int | None  # the latest published
+    draft_version: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class PlanItemRow:
+    price_id: uuid.UUID
+    price_code: str
+    quantity: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class PlanVersionRow:
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    plan_id: uuid.UUID
+    plan_code: str
+    version: int
+    status: str
+    trial_days: int
+    entitlements: dict[str, bool | int]
+    created_at: datetime
+    updated_at: datetime
+    published_at: datetime | None
+    items: tuple[PlanItemRow, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class OverrideRow:
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    customer_id: uuid.UUID
+    price_id: uuid.UUID
+    currency: str
+    document: dict[str, Any]
+    effective_from: datetime
+    effective_until: datetime | None
+    metadata: dict[str, str]
+    created_at: datetime
+    updated_at: datetime
+
+
+def _json(value: Mapping[str, Any]) -> str:
+    return json.dumps(dict(value))
+
+
+def _page(rows: list[Any], page: PageRequest) -> Page[Any]:
+    has_more = len(rows) > page.limit
+    rows = rows[: page.limit]
+    if page.backwards:
+        rows.reverse()
+    return Page(items=rows, has_more=has_more, backwards=page.backwards)
+
+
+def _keyset(column: str, page: PageRequest, filters: list[str], parameters: dict[str, Any]) -> str:
+    """Filters and order for an oldest-first list by a UUIDv7 id column."""
+    if page.starting_after is not None:
+        filters.append(f"{column} > %(starting_after)s")
+        parameters["starting_after"] = page.starting_after
+    if page.ending_before is not None:
+        filters.append(f"{column} < %(ending_before)s")
+        parameters["ending_before"] = page.ending_before
+    parameters["limit"] = page.limit + 1
+    order = "DESC" if page.backwards else "ASC"
+    return f"WHERE {' AND '.join(filters)} ORDER BY {column} {order} LIMIT %(limit)s"
+
+
+# ----- units and meters the catalog refers to -------------------------------------------------------
+
+
+def custom_units(connection: Connection, tenant_id: uuid.UUID) -> dict[str, money.Unit]:
+    rows = connection.execute("SELECT code, scale FROM units WHERE tenant_id = %s", (tenant_id,)).fetchall()
+    return {code: money.Unit(code=code, scale=scale, is_custom=True) for code, scale in rows}
+
+
+def meter_exists(connection: Connection, tenant_id: uuid.UUID, code: str) -> bool:
+    row = connection.execute("SELECT 1 FROM meters WHERE tenant_id = %s AND code = %s", (tenant_id, code)).fetchone()
+    return row is not None
+
+
+def lock_catalog(connection: Connection, tenant_id: uuid.UUID) -> None:
+    """Serialize catalog writers of one tenant (apply reads the whole catalog, then writes)."""
+    connection.execute("SELECT pg_advisory_xact_lock(hashtextextended('tally.catalog:' || %s::text, 0))", (tenant_id,))
+
+
+# ----- products ---------------------------------------------------------------------------------------
+
+PRODUCT_COLUMNS = "id, tenant_id, code, name, description, metadata, created_at, updated_at"
+
+
+def insert_product(
+    connection: Connection,
+    *,
+    product_id: uuid.UUID,
+    tenant_id: uuid.UUID,
+    code: str,
+    name: str,
+    description: str,
+    metadata: Mapping[str, str],
+    now: datetime,
+) -> ProductRow | None:
+    row = connection.execute(
+        f"""INSERT INTO products (id, tenant_id, code, name, description, metadata, created_at, updated_at)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (tenant_id, code) DO NOTHING
+            RETURNING {PRODUCT_COLUMNS}""",
+        (product_id, tenant_id, code, name, description, _json(metadata), now, now),
+    ).fetchone()
+    return ProductRow(*row) if row else None
+
+
+def update_product(
+    connection: Connection,
+    product_id: uuid.UUID,
+    *,
+    name: str,
+    description: str,
+    metadata: Mapping[str, str],
+    now: datetime,
+) -> ProductRow:
+    row = connection.execute(
+        f"""UPDATE products SET name = %s, description = %s, metadata = %s, updated_at = %s WHERE id = %s
+            RETURNING {PRODUCT_COLUMNS}""",
+        (name, description, _json(metadata), now, product_id),
+    ).fetchone()
+    assert row is not None
+    return ProductRow(*row)
+
+
+def get_product(
+    connection: Connection, tenant_id: uuid.UUID, code: str, *, for_update: bool = False
+) -> ProductRow | None:
+    lock = " FOR UPDATE" if for_update else ""
+    row = connection.execute(
+        f"SELECT {PRODUCT_COLUMNS} FROM products WHERE tenant_id = %s AND code = %s{lock}", (tenant_id, code)
+    ).fetchone()
+    return ProductRow(*row) if row else None
+
+
+def list_products(connection: Connection, tenant_id: uuid.UUID, page: PageRequest) -> Page[ProductRow]:
+    parameters: dict[str, Any] = {"tenant_id": tenant_id}
+    tail = _keyset("id", page, ["tenant_id = %(tenant_id)s"], parameters)
+    rows = connection.execute(f"SELECT {PRODUCT_COLUMNS} FROM products {tail}", parameters).fetchall()
+    return _page([ProductRow(*row) for row in rows], page)
+
+
+def all_products(connection: Connection, tenant_id: uuid.UUID) -> list[ProductRow]:
+    rows = connection.execute(
+        f"SELECT {PRODUCT_COLUMNS} FROM products WHERE tenant_id = %s ORDER BY id", (tenant_id,)
+    ).fetchall()
+    return [ProductRow(*row) for row in rows]
+
+
+def count(connection: Connection, table: str, tenant_id: uuid.UUID) -> int:
+    if table not in ("products", "features", "prices", "plans"):  # pragma: no cover - programming error
+        raise ValueError(table)
+    row = connection.execute(f"SELECT count(*) FROM {table} WHERE tenant_id = %s", (tenant_id,)).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+# ----- features ---------------------------------------------------------------------------------------
+
+FEATURE_COLUMNS = "id, tenant_id, code, name, kind, metadata, created_at, updated_at"
+
+
+def insert_feature(
+    connection: Connection,
+    *,
+    feature_id: uuid.UUID,
+    tenant_id: uuid.UUID,
+    code: str,
+    name: str,
+    kind: str,
+    metadata: Mapping[str, str],
+    now: datetime,
+) -> FeatureRow | None:
+    row = connection.execute(
+        f"""INSERT INTO features (id, tenant_id, code, name, kind, metadata, created_at, updated_at)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (tenant_id, code) DO NOTHING
+            RETURNING {FEATURE_COLUMNS}""",
+        (feature_id, tenant_id, code, name, kind, _json(metadata), now, now),
+    ).fetchone()
+    return FeatureRow(*row) if row else None
+
+
+def update_feature(
+    connection: Connection, feature_id: uuid.UUID, *, name: str, metadata: Mapping[str, str], now: datetime
+) -> FeatureRow:
+    row = connection.execute(
+        f"UPDATE features SET name = %s, metadata = %s, updated_at = %s WHERE id = %s RETURNING {FEATURE_COLUMNS}",
+        (name, _json(metadata), now, feature_id),
+    ).fetchone()
+    assert row is not None
+    return FeatureRow(*row)
+
+
+def get_feature(connection: Connection, tenant_id: uuid.UUID, code: str) -> FeatureRow | None:
+    row = connection.execute(
+        f"SELECT {FEATURE_COLUMNS} FROM features WHERE tenant_id = %s AND code = %s", (tenant_id, code)
+    ).fetchone()
+    return FeatureRow(*row) if row else None
+
+
+def list_features(connection: Connection, tenant_id: uuid.UUID, page: PageRequest) -> Page[FeatureRow]:
+    parameters: dict[str, Any] = {"tenant_id": tenant_id}
+    tail = _keyset("id", page, ["tenant_id = %(tenant_id)s"], parameters)
+    rows = connection.execute(f"SELECT {FEATURE_COLUMNS} FROM features {tail}", parameters).fetchall()
+    return _page([FeatureRow(*row) for row in rows], page)
+
+
+def all_features(connection: Connection, tenant_id: uuid.UUID) -> list[FeatureRow]:
+    rows = connection.execute(
+        f"SELECT {FEATURE_COLUMNS} FROM features WHERE tenant_id = %s ORDER BY id", (tenant_id,)
+    ).fetchall()
+    return [FeatureRow(*row) for row in rows]
+
+
+# ----- prices -----------------------------------------------------------------------------------------
+
+_PRICE_SELECT = """
+SELECT p.id, p.tenant_id, p.code, p.product_id, r.code, p.currency, p.meter_code, p.document, p.metadata,
+       p.created_at, p.archived_at
+FROM prices p JOIN products r ON r.id = p.product_id"""
+
+
+def insert_price(
+    connection: Connection,
+    *,
+    price_id: uuid.UUID,
+    tenant_id: uuid.UUID,
+    code: str,
+    product_id: uuid.UUID,
+    currency: str,
+    meter_code: str | None,
+    document: Mapping[str, Any],
+    metadata: Mapping[str, str],
+    now: datetime,
+) -> bool:
+    """False when the tenant already has an active price with this code."""
+    row = connection.execute(
+        """INSERT INTO prices (id, tenant_id, code, product_id, currency, meter_code, document, metadata, created_at)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+           ON CONFLICT (tenant_id, code) WHERE archived_at IS NULL DO NOTHING RETURNING id""",
+        (price_id, tenant_id, code, product_id, currency, meter_code, _json(document), _json(metadata), now),
+    ).fetchone()
+    return row is not None
+
+
+def get_price(
+    connection: Connection, tenant_id: uuid.UUID, price_id: uuid.UUID, *, for_update: bool = False
+) -> PriceRow | None:
+    lock = " FOR UPDATE OF p" if for_update else ""
+    row = connection.execute(
+        f"{_PRICE_SELECT} WHERE p.tenant_id = %s AND p.id = %s{lock}", (tenant_id, price_id)
+    ).fetchone()
+    return PriceRow(*row) if row else None
+
+
+def get_active_price(connection: Connection, tenant_id: uuid.UUID, code: str) -> PriceRow | None:
+    row = connection.execute(
+        f"{_PRICE_SELECT} WHERE p.tenant_id = %s AND p.code = %s AND p.archived_at IS NULL", (tenant_id, code)
+    ).fetchone()
+    return PriceRow(*row) if row else None
+
+
+def get_prices(
+    connection: Connection, tenant_id: uuid.UUID, price_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, PriceRow]:
+    rows = connection.execute(
+        f"{_PRICE_SELECT} WHERE p.tenant_id = %s AND p.id = ANY(%s)", (tenant_id, list(price_ids))
+    ).fetchall()
+    return {row[0]: PriceRow(*row) for row in rows}
+
+
+def active_prices(connection: Connection, tenant_id: uuid.UUID) -> list[PriceRow]:
+    rows = connection.execute(
+        f"{_PRICE_SELECT} WHERE p.tenant_id = %s AND p.archived_at IS NULL ORDER BY p.id", (tenant_id,)
+    ).fetchall()
+    return [PriceRow(*row) for row in rows]
+
+
+def list_prices(
+    connection: Connection,
+    tenant_id: uuid.UUID,
+    page: PageRequest,
+    *,
+    product_id: uuid.UUID | None = None,
+    code: str | None = None,
+    include_archived: bool = False,
+) -> Page[PriceRow]:
+    filters = ["p.tenant_id = %(tenant_id)s"]
+    parameters: dict[str, Any] = {"tenant_id": tenant_id}
+    if product_id is not None:
+        filters.append("p.product_id = %(product_id)s")
+        parameters["product_id"] = product_id
+    if code is not None:
+        filters.append("p.code = %(code)s")
+        parameters["code"] = code
+    if not include_archived:
+        filters.append("p.archived_at IS NULL")
+    tail = _keyset("p.id", page, filters, parameters)
+    rows = connection.execute(f"{_PRICE_SELECT} {tail}", parameters).fetchall()
+    return _page([PriceRow(*row) for row in rows], page)
+
+
+def archive_price(connection: Connection, price_id: uuid.UUID, now: datetime) -> None:
+    connection.execute("UPDATE prices SET archived_at = %s WHERE id = %s AND archived_at IS NULL", (now, price_id))
+
+
+def update_price_metadata(connection: Connection, price_id: uuid.UUID, metadata: Mapping[str, str]) -> None:
+    connection.execute("UPDATE prices SET metadata = %s WHERE id = %s", (_json(metadata), price_id))
+
+
+# ----- plans and versions -----------------------------------------------------------------------------
+
+_PLAN_SELECT = """
+SELECT p.id, p.tenant_id, p.code, p.name, p.description, p.metadata, p.created_at, p.updated_at,
+       coalesce((SELECT max(v.version) FROM plan_versions v WHERE v.plan_id = p.id), 0),
+       (SELECT max(v.version) FROM plan_versions v WHERE v.plan_id = p.id AND v.status = 'published'),
+       (SELECT v.version FROM plan_versions v WHERE v.plan_id = p.id AND v.status = 'draft')
+FROM plans p"""
+
+
+def insert_plan(
+    connection: Connection,
+    *,
+    plan_id: uuid.UUID,
+    tenant_id: uuid.UUID,
+    code: str,
+    name: str,
+    description: str,
+    metadata: Mapping[str, str],
+    now: datetime,
+) -> bool:
+    row = connection.execute(
+        """INSERT INTO plans (id, tenant_id, code, name, description, metadata, created_at, updated_at)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (tenant_id, code) DO NOTHING RETURNING id""",
+        (plan_id, tenant_id, code, name, description, _json(metadata), now, now),
+    ).fetchone()
+    return row is not None
+
+
+def update_plan(
+    connection: Connection,
+    plan_id: uuid.UUID,
+    *,
+    name: str,
+    description: str,
+    metadata: Mapping[str, str],
+    now: datetime,
+) -> None:
+    connection.execute(
+        "UPDATE plans SET name = %s, description = %s, metadata = %s, updated_at = %s WHERE id = %s",
+        (name, description, _json(metadata), now, plan_id),
+    )
+
+
+def get_plan(connection: Connection, tenant_id: uuid.UUID, code: str, *, for_update: bool = False) -> PlanRow | None:
+    if for_update:
+        connection.execute("SELECT 1 FROM plans WHERE tenant_id = %s AND code = %s FOR UPDATE", (tenant_id, code))
+    row = connection.execute(f"{_PLAN_SELECT} WHERE p.tenant_id = %s AND p.code = %s", (tenant_id, code)).fetchone()
+    return PlanRow(*row) if row else None
+
+
+def list_plans(connection: Connection, tenant_id: uuid.UUID, page: PageRequest) -> Page[PlanRow]:
+    parameters: dict[str, Any] = {"tenant_id": tenant_id}
+    tail = _keyset("p.id", page, ["p.tenant_id = %(tenant_id)s"], parameters)
+    rows = connection.execute(f"{_PLAN_SELECT} {tail}", parameters).fetchall()
+    return _page([PlanRow(*row) for row in rows], page)
+
+
+def all_plans(connection: Connection, tenant_id: uuid.UUID) -> list[PlanRow]:
+    rows = connection.execute(f"{_PLAN_SELECT} WHERE p.tenant_id = %s ORDER BY p.id", (tenant_id,)).fetchall()
+    return [PlanRow(*row) for row in rows]
+
+
+_VERSION_SELECT = """
+SELECT v.id, v.tenant_id, v.plan_id, p.code, v.version, v.status, v.trial_days, v.entitlements, v.created_at,
+       v.updated_at, v.published_at
+FROM plan_versions v JOIN plans p ON p.id = v.plan_id"""
+
+
+def _versions(connection: Connection, rows: list[Any]) -> list[PlanVersionRow]:
+    if not rows:
+        return []
+    items: dict[uuid.UUID, list[PlanItemRow]] = {row[0]: [] for row in rows}
+    for version_id, price_id, price_code, quantity in connection.execute(
+        """SELECT i.plan_version_id, i.price_id, c.code, i.quantity
+           FROM plan_version_prices i JOIN prices c ON c.id = i.price_id
+           WHERE i.plan_version_id = ANY(%s) ORDER BY i.plan_version_id, i.position""",
+        (list(items),),
+    ).fetchall():
+        items[version_id].append(PlanItemRow(price_id, price_code, quantity))
+    return [PlanVersionRow(*[*row, tuple(items[row[0]])]) for row in rows]
+
+
+def get_version(
+    connection: Connection, tenant_id: uuid.UUID, plan_id: uuid.UUID, version: int, *, for_update: bool = False
+) -> PlanVersionRow | None:
+    lock = " FOR UPDATE OF v" if for_update else ""
+    rows = connection.execute(
+        f"{_VERSION_SELECT} WHERE v.tenant_id = %s AND v.plan_id = %s AND v.version = %s{lock}",
+        (tenant_id, plan_id, version),
+    ).fetchall()
+    found = _versions(connection, rows)
+    return found[0] if found else None
+
+
+def list_versions(connection: Connection, tenant_id: uuid.UUID, plan_id: uuid.UUID) -> list[PlanVersionRow]:
+    rows = connection.execute(
+        f"{_VERSION_SELECT} WHERE v.tenant_id = %s AND v.plan_id = %s ORDER BY v.version", (tenant_id, plan_id)
+    ).fetchall()
+    return _versions(connection, rows)
+
+
+def insert_version(
+    connection: Connection,
+    *,
+    version_id: uuid.UUID,
+    tenant_id: uuid.UUID,
+    plan_id: uuid.UUID,
+    version: int,
+    trial_days: int,
+    entitlements: Mapping[str, bool | int],
+    now: datetime,
+) -> None:
+    connection.execute(
+        """INSERT INTO plan_versions (id, tenant_id, plan_id, version, status, trial_days, entitlements, created_at,
+                                      updated_at)
+           VALUES (%s, %s, %s, %s, 'draft', %s, %s, %s, %s)""",
+        (version_id, tenant_id, plan_id, version, trial_days, _json(entitlements), now, now),
+    )
+
+
+def update_version(
+    connection: Connection,
+    version_id: uuid.UUID,
+    *,
+    trial_days: int,
+    entitlements: Mapping[str, bool | int],
+    now: datetime,
+) -> None:
+    connection.execute(
+        "UPDATE plan_versions SET trial_days = %s, entitlements = %s, updated_at = %s WHERE id = %s",
+        (trial_days, _json(entitlements), now, version_id),
+    )
+
+
+def replace_items(
+    connection: Connection,
+    tenant_id: uuid.UUID,
+    version_id: uuid.UUID,
+    items: Sequence[tuple[uuid.UUID, int | None]],
+) -> None:
+    """A draft's prices, in order (each a price id and a quantity)."""
+    connection.execute("DELETE FROM plan_version_prices WHERE plan_version_id = %s", (version_id,))
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            """INSERT INTO plan_version_prices (tenant_id, plan_version_id, position, price_id, quantity)
+               VALUES (%s, %s, %s, %s, %s)""",
+            [
+                (tenant_id, version_id, position, price_id, quantity)
+                for position, (price_id, quantity) in enumerate(items)
+            ],
+        )
+
+
+def publish_version(connection: Connection, version_id: uuid.UUID, now: datetime) -> None:
+    connection.execute(
+        "UPDATE plan_versions SET status = 'published', published_at = %s, updated_at = %s WHERE id = %s",
+        (now, now, version_id),
+    )
+
+
+# ----- price overrides --------------------------------------------------------------------------------
+
+OVERRIDE_COLUMNS = (
+    "id, tenant_id, customer_id, price_id, currency, document, effective_from, effective_until, metadata, "
+    "created_at, updated_at"
+)
+
+
+def insert_override(
+    connection: Connection,
+    *,
+    override_id: uuid.UUID,
+    tenant_id: uuid.UUID,
+    customer_id: uuid.UUID,
+    price_id: uuid.UUID,
+    currency: str,
+    document: Mapping[str, Any],
+    effective_from: datetime,
+    effective_until: datetime | None,
+    metadata: Mapping[str, str],
+    now: datetime,
+) -> OverrideRow:
+    row = connection.execute(
+        f"""INSERT INTO price_overrides (id, tenant_id, customer_id, price_id, currency, document, effective_from,
+                                         effective_until, metadata, created_at, updated_at)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING {OVERRIDE_COLUMNS}""",
+        (
+            override_id,
+            tenant_id,
+            customer_id,
+            price_id,
+            currency,
+            _json(document),
+            effective_from,
+            effective_until,
+            _json(metadata),
+            now,
+            now,
+        ),
+    ).fetchone()
+    assert row is not None
+    return OverrideRow(*row)
+
+
+def get_override(
+    connection: Connection, tenant_id: uuid.UUID, override_id: uuid.UUID, *, for_update: bool = False
+) -> OverrideRow | None:
+    lock = " FOR UPDATE" if for_update else ""
+    row = connection.execute(
+        f"SELECT {OVERRIDE_COLUMNS} FROM price_overrides WHERE tenant_id = %s AND id = %s{lock}",
+        (tenant_id, override_id),
+    ).fetchone()
+    return OverrideRow(*row) if row else None
+
+
+def overrides_of(
+    connection: Connection, tenant_id: uuid.UUID, customer_id: uuid.UUID, price_id: uuid.UUID
+) -> list[OverrideRow]:
+    rows = connection.execute(
+        f"""SELECT {OVERRIDE_COLUMNS} FROM price_overrides
+            WHERE tenant_id = %s AND customer_id = %s AND price_id = %s ORDER BY effective_from""",
+        (tenant_id, customer_id, price_id),
+    ).fetchall()
+    return [OverrideRow(*row) for row in rows]
+
+
+def list_overrides(
+    connection: Connection,
+    tenant_id: uuid.UUID,
+    page: PageRequest,
+    *,
+    customer_id: uuid.UUID | None = None,
+    price_id: uuid.UUID | None = None,
+) -> Page[OverrideRow]:
+    filters = ["tenant_id = %(tenant_id)s"]
+    parameters: dict[str, Any] = {"tenant_id": tenant_id}
+    if customer_id is not None:
+        filters.append("customer_id = %(customer_id)s")
+        parameters["customer_id"] = customer_id
+    if price_id is not None:
+        filters.append("price_id = %(price_id)s")
+        parameters["price_id"] = price_id
+    tail = _keyset("id", page, filters, parameters)
+    rows = connection.execute(f"SELECT {OVERRIDE_COLUMNS} FROM price_overrides {tail}", parameters).fetchall()
+    return _page([OverrideRow(*row) for row in rows], page)
+
+
+def end_override(
+    connection: Connection, override_id: uuid.UUID, effective_until: datetime, now: datetime
+) -> OverrideRow:
+    row = connection.execute(
+        f"""UPDATE price_overrides SET effective_until = %s, updated_at = %s WHERE id = %s
+            RETURNING {OVERRIDE_COLUMNS}""",
+        (effective_until, now, override_id),
+    ).fetchone()
+    assert row is not None
+    return OverrideRow(*row)

@@ -1,7 +1,8 @@
 """Isolation factories for /v1/prices (see tests/api/isolation.py).
 
-A preview stores nothing, but it reads one kind of tenant data: the custom unit a price is in. So
-B previewing a price in A's custom unit must be refused (`unit_must_be_known`), while A's succeeds.
+Stored prices are the tenant's like any object. A preview stores nothing, but it reads tenant data:
+the custom unit a price is in (B previewing a price in A's custom unit is refused,
+`unit_must_be_known`), and, by id, the price and the customer.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import uuid
 from typing import Any
 
 from tests.api.isolation import IsolationFactory
+from tests.api.isolation_catalog import create_price, create_product
 from tests.api.support import Headers, TestClient
 
 
@@ -29,11 +31,26 @@ def _unit_unknown(response: Any) -> bool:
     return response.status_code == 422 and response.json().get("code") == "unit_must_be_known"
 
 
+def _price_of_a_product(client: TestClient, headers: Headers) -> dict[str, Any]:
+    return {
+        "code": f"p_{uuid.uuid4().hex[:12]}",
+        "product": create_product(client, headers),
+        "price": {"model": "flat_fee", "currency": "USD", "amount": "1"},
+    }
+
+
+def _product_unknown(response: Any) -> bool:
+    return response.status_code == 422 and response.json().get("code") == "product_must_exist"
+
+
 FACTORIES = [
     IsolationFactory(
         prefix="/v1/prices",
-        create=create_unit,
-        bodies={("POST", "/v1/prices/preview"): _preview_in_a_unit},
-        refused={("POST", "/v1/prices/preview"): _unit_unknown},
+        create=create_price,
+        bodies={
+            ("POST", "/v1/prices/preview"): _preview_in_a_unit,
+            ("POST", "/v1/prices"): _price_of_a_product,
+        },
+        refused={("POST", "/v1/prices/preview"): _unit_unknown, ("POST", "/v1/prices"): _product_unknown},
     ),
 ]

@@ -5,8 +5,9 @@ gather: the price's unit — an ISO 4217 currency needs nothing, a custom unit i
 decide: `price_from_document`, then `rate`.
 
 The HTTP API (`POST /v1/prices/preview`) and the CLI (`tally price preview`) come through here.
-Preview by price id belongs here too once prices are stored: resolve the stored document (and its
-unit) for the tenant, then rate exactly as below.
+Preview by price id (`stored_price_for_preview`): the tenant's stored price — or, with a customer,
+the price that customer pays at an instant (`effective_price`: their override, if one applies) —
+rated exactly as an inline one (`rate_price`).
 """
 
 from __future__ import annotations
@@ -14,12 +15,19 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+import psycopg
 from sqlalchemy import Engine
 
+from tally.adapters.clock import Clock
+from tally.adapters.postgres import catalog as catalog_store
 from tally.adapters.postgres.connections import run_in_transaction
+from tally.app._catalog_write import stored_price
+from tally.app.customer_clock import clock_for_customer
+from tally.app.effective_price import EffectivePrice, effective_price_in
 from tally.app.ledger_accounts import resolve_unit
 from tally.core import money
 from tally.core.rating import (
@@ -59,6 +67,33 @@ def preview_price(engine: Engine | None, tenant_id: uuid.UUID | None, preview: P
     units = _custom_units(engine, tenant_id, preview.price)
     price = price_from_document(preview.price, units)
     return PreviewResult(price, rate(price, preview.usage, apply_minimum=preview.apply_minimum))
+
+
+def stored_price_for_preview(
+    engine: Engine,
+    clock: Clock,
+    tenant_id: uuid.UUID,
+    price_id: uuid.UUID,
+    *,
+    customer_id: uuid.UUID | None = None,
+    at: datetime | None = None,
+) -> EffectivePrice:
+    """A stored price by id; with a customer, what they pay at `at` (default: their clock now)."""
+
+    def work(connection: psycopg.Connection[Any]) -> EffectivePrice:
+        if customer_id is None:
+            row = catalog_store.get_price(connection, tenant_id, price_id)
+            if row is None:
+                raise Rejected.because("price_not_found", "no such price", "price_id")
+            return EffectivePrice(stored_price(row, catalog_store.custom_units(connection, tenant_id)), row.id, None)
+        when = at or clock_for_customer(connection, tenant_id, customer_id, system=clock).now()
+        return effective_price_in(connection, tenant_id, customer_id, price_id, when)
+
+    return run_in_transaction(engine, work)
+
+
+def rate_price(price: Price, usage: Usage, *, apply_minimum: bool = True) -> PreviewResult:
+    return PreviewResult(price, rate(price, usage, apply_minimum=apply_minimum))
 
 
 def _custom_units(engine: Engine | None, tenant_id: uuid.UUID | None, document: object) -> dict[str, money.Unit]:

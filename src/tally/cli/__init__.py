@@ -7,6 +7,7 @@ import typer
 from tally.cli import (
     api_keys,
     bench,
+    catalog,
     customers,
     db,
     demo,
@@ -37,6 +38,7 @@ app.add_typer(events.app, name="events")
 app.add_typer(meters.app, name="meters")
 app.add_typer(usage.app, name="usage")
 app.add_typer(prices.app, name="price")
+app.add_typer(catalog.app, name="catalog")
 app.add_typer(customers.app, name="customers")
 app.add_typer(customers.test_clocks_app, name="test-clocks")
 server.register(app)

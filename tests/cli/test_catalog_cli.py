@@ -8,9 +8,13 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
+from tally.adapters.ids import PRICE, format_id
+from tally.adapters.pagination import PageRequest
+from tally.app import catalog_queries
 from tally.app.tenants import create_tenant
 from tally.bootstrap import Tally
 from tally.cli import app
+from tally.cli._context import resolve_tenant
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "catalog"
 
@@ -35,6 +39,14 @@ def test_plan_apply_then_nothing_to_do(database_url: str, tally: Tally, tmp_path
     assert code == 0 and json.loads(output)["changes"] == planned["changes"], output
     code, output = run("catalog", "apply", str(EXAMPLE))
     assert code == 0 and "No changes" in output, output
+
+    # Preview a stored price by id: 20 started millions of tokens, the first 10 free, then $2 each.
+    tenant_id = resolve_tenant(tally, tenant)
+    price = catalog_queries.list_prices(tally.engine, tenant_id, PageRequest(), code="pro_tokens").items[0]
+    code, output = run("price", "preview", format_id(PRICE, price.id), "-q", "19500000", "--json")
+    assert code == 0 and json.loads(output)["amount"] == "20", output
+    code, output = run("price", "preview", format_id(PRICE, price.id), "--customer", "nobody", "-q", "1")
+    assert code == 1 and "customer_not_found" in output, output
 
     changed = tmp_path / "catalog.yaml"
     changed.write_text((EXAMPLE / "catalog.yaml").read_text().replace("amount: 49", "amount: 59"))

@@ -3,10 +3,13 @@
     tally price preview pricing/api.yaml --quantity 15000
     tally price preview '{"model": "per_unit", "currency": "USD", "unit_price": "0.002"}' -q 1200
     tally price preview card.json --events '[{"value": "100"}, {"value": "10"}]'
+    tally price preview price_01jd… --customer acme -q 3000
 
 The spec is a price document (docs/pricing.md) as a JSON or YAML file, or inline JSON. Numbers are
 read exactly (YAML's 0.1 is the decimal 0.1, never a float). Nothing is stored; the database is
-opened only for a price in a custom unit, which is the tenant's (`--tenant`).
+opened only for a price in a custom unit, which is the tenant's (`--tenant`), or for a stored price
+by id (`price_…`), optionally as a customer pays it (`--customer`, by external id or `cus_…`: their
+override applies).
 """
 
 from __future__ import annotations
@@ -94,6 +97,27 @@ def _decimal(value: Any, option: str) -> Decimal:
         fail("value_must_be_number", f"{option}: {value!r} is not a number")
 
 
+def _stored_price(price_id: str, customer: str | None, tenant: str | None) -> Any:
+    """The tenant's stored price, or what `customer` pays for it now (their clock's now)."""
+    from tally.adapters.ids import CUSTOMER, PRICE, parse_id
+    from tally.app.customer_queries import get_customer_by_external_id
+    from tally.app.preview_price import stored_price_for_preview
+    from tally.core.rejections import Rejected
+
+    parsed = parse_id(PRICE, price_id)
+    with open_tally() as tally, rejections_as_errors():
+        if parsed is None:
+            raise Rejected.because("price_not_found", f"no price {price_id!r}", "price")
+        tenant_id = resolve_tenant(tally, tenant)
+        customer_id = None
+        if customer is not None:
+            customer_id = (
+                parse_id(CUSTOMER, customer) or get_customer_by_external_id(tally.engine, tenant_id, customer).id
+            )
+        found = stored_price_for_preview(tally.engine, tally.clock, tenant_id, parsed, customer_id=customer_id)
+    return found.price
+
+
 @app.command("preview")
 def preview(
     spec: str = typer.Argument(..., help="A price spec: a .json/.yaml file, or inline JSON."),
@@ -104,13 +128,27 @@ def preview(
     summary: str | None = typer.Option(None, "--summary", help="COUNT:SUM of event values, e.g. 3:110.5."),
     no_minimum: bool = typer.Option(False, "--no-minimum", help="Leave out the per-period minimum."),
     as_json: bool = typer.Option(False, "--json", help="Print the preview as JSON."),
+    customer: str | None = typer.Option(
+        None, "--customer", help="With a price id: the customer (external id or cus_…) whose rate applies."
+    ),
     tenant: str | None = TenantOption,
 ) -> None:
     """Rate usage against a price spec and show the amount and how it was reached."""
-    from tally.app.preview_price import PricePreview, matrix_dimensions, preview_price, preview_usage, rating_document
+    from tally.app.preview_price import (
+        PreviewResult,
+        PricePreview,
+        matrix_dimensions,
+        preview_price,
+        preview_usage,
+        rate_price,
+        rating_document,
+    )
     from tally.core import money
 
-    document = load_spec(spec)
+    stored = _stored_price(spec, customer, tenant) if spec.startswith("price_") else None
+    if customer is not None and stored is None:
+        fail("customer_needs_a_price_id", "--customer applies to a stored price (price_…)")
+    document = stored.document() if stored is not None else load_spec(spec)
     summary_pair = None
     if summary is not None:
         count, separator, total = summary.partition(":")
@@ -126,7 +164,10 @@ def preview(
         )
         request = PricePreview(price=document, usage=usage, apply_minimum=not no_minimum)
         code = document.get("currency") if isinstance(document, dict) else None
-        if isinstance(code, str) and code not in money.ISO_4217_MINOR_UNITS:
+        result: PreviewResult
+        if stored is not None:
+            result = rate_price(stored, usage, apply_minimum=not no_minimum)
+        elif isinstance(code, str) and code not in money.ISO_4217_MINOR_UNITS:
             with open_tally() as tally:  # a custom unit is the tenant's: look it up
                 result = preview_price(tally.engine, resolve_tenant(tally, tenant), request)
         else:

@@ -33,6 +33,10 @@ def build(settings: Settings | None = None, *, migrate: bool = True, clock: Cloc
         database.upgrade(url)
     engine = database.make_engine(url, pool_size=settings.database_pool_size)
     tally = Tally(settings=settings, database_url=url, engine=engine, clock=clock or SystemClock())
+    # What a test clock advance makes happen, as if the time had passed.
+    from tally.app.refresh_subscriptions import register_subscription_hooks
+
+    register_subscription_hooks()
     if migrate:
         # The months of events the ingest window accepts get their partitions before any arrive.
         from psycopg.errors import LockNotAvailable

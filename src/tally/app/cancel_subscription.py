@@ -1,0 +1,32 @@
+"""Cancel a subscription: now (it ends at once; with `prorate`, the unused part of fees billed is
+credited), at the end of the current term (a scheduled end, which `unschedule_cancel` can undo until
+then), or at a given moment (in the future: scheduled; at or before now: it ends then)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+
+from tally.adapters.clock import Clock
+from tally.app._subscription_write import Context, Effective, Subscription, When, record
+from tally.core.subscriptions import Canceled, CancelScheduled, TimelineEntry
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Cancellation:
+    effective: Effective = When.NOW
+    prorate: bool = True
+
+
+def cancel_subscription(
+    engine: Engine, clock: Clock, tenant_id: uuid.UUID, subscription_id: uuid.UUID, cancellation: Cancellation
+) -> Subscription:
+    def decide(context: Context) -> list[TimelineEntry]:
+        ends_at = context.resolve(cancellation.effective)
+        if ends_at <= context.now:
+            return [Canceled(effective_at=ends_at, prorate=cancellation.prorate)]
+        return [CancelScheduled(effective_at=context.now, ends_at=ends_at, prorate=cancellation.prorate)]
+
+    return record(engine, clock, tenant_id, subscription_id, decide)

@@ -29,6 +29,7 @@ PRICE = "price"
 PLAN = "plan"
 PLAN_VERSION = "plv"
 PRICE_OVERRIDE = "ovr"
+SUBSCRIPTION = "sub"
 
 _CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
 _DECODE = {character: value for value, character in enumerate(_CROCKFORD)}

@@ -37,6 +37,7 @@ from tally.core.subscriptions import (
 
 Connection = psycopg.Connection[Any]
 RecordedEntry = store.RecordedEntry
+ItemOrigin = store.ItemOrigin
 
 
 class When(StrEnum):

@@ -25,6 +25,7 @@ ROUTERS: tuple[str, ...] = (
     "price_overrides",
     "prices",
     "products",
+    "subscriptions",
     "test_clocks",
     "units",
     "usage",

@@ -362,6 +362,15 @@ def test_database_refuses_edits_of_posted_history(tally: Tally, tenant_id: uuid.
                 connection.execute(statement, (tenant_id,))
         with pytest.raises(psycopg.errors.RestrictViolation):
             connection.execute("TRUNCATE ledger_entries CASCADE")
+        # Accounts stay, and what identifies them never changes: entries rely on it (no foreign keys).
+        for statement in (
+            "DELETE FROM ledger_accounts WHERE tenant_id = %s",
+            "UPDATE ledger_accounts SET unit_code = 'EUR' WHERE tenant_id = %s",
+            "UPDATE ledger_accounts SET normal_balance = 'debit' WHERE tenant_id = %s",
+            "UPDATE ledger_accounts SET tenant_id = gen_random_uuid() WHERE tenant_id = %s",
+        ):
+            with pytest.raises(psycopg.errors.RestrictViolation):
+                connection.execute(statement, (tenant_id,))
         # The balance floor is enforced by the database itself, not only by tally's code.
         with pytest.raises(psycopg.errors.CheckViolation):
             connection.execute(
@@ -391,3 +400,23 @@ def test_integrity_check_passes_on_real_activity_and_reports_tampering(tally: Ta
     assert report.discrepancy_count == 1
     assert report.discrepancies[0].check == "cached_balance_must_equal_entries"
     assert report.discrepancies[0].object_id == str(bob.id)
+
+
+def test_integrity_check_finds_entries_without_their_transaction_or_account(tally: Tally, tenant_id: uuid.UUID) -> None:
+    """No foreign key stands behind entries (the write path does): the check must see an orphan."""
+    _, alice = _funded(tally, tenant_id, 1_000)
+    paid = post_transaction(
+        tally.engine, tally.clock, tenant_id, transfer("x", alice, wallet(tally, tenant_id, "bob"), 5)
+    )
+    transaction = paid.unwrap()
+    assert run_integrity_check(tally.engine, tally.clock, tenant_id).ok
+    with psycopg.connect(tally.database_url, autocommit=True) as connection:
+        connection.execute(
+            """INSERT INTO ledger_entries (id, tenant_id, transaction_id, entry_index, account_id, direction, amount,
+                                           unit_code, phase, effective_at)
+               VALUES (gen_random_uuid(), %s, gen_random_uuid(), 0, %s, 'debit', 1, 'USD', 'posted', now()),
+                      (gen_random_uuid(), %s, %s, 9, gen_random_uuid(), 'debit', 1, 'USD', 'posted', now())""",
+            (tenant_id, alice.id, tenant_id, transaction.id),
+        )
+    found = {d.check for d in run_integrity_check(tally.engine, tally.clock, tenant_id).discrepancies}
+    assert {"entry_must_reference_transaction", "entry_must_reference_account"} <= found

@@ -23,14 +23,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 from psycopg import errors
 from sqlalchemy import Engine
 
 from tally.adapters.clock import Clock
-from tally.adapters.ids import new_ids
+from tally.adapters.ids import new_id_ints, new_ids, uuid_text
 from tally.adapters.postgres import ledger as store
 from tally.adapters.postgres.connections import RetryRequested, psycopg_transaction, run_in_transaction, run_pipelined
 from tally.core.ledger import model
@@ -92,9 +92,13 @@ def write(
     *,
     precondition: Precondition | None = None,
     extra_account_ids: Sequence[uuid.UUID] = (),
+    shapes_checked: bool = False,
 ) -> list[Outcome]:
-    for spec in specs:
-        model.validate_shape(spec)  # programmer-facing callers validated already; this is the backstop
+    """Post `specs` in order, each on its own: posted, replayed or rejected. `shapes_checked`: the
+    caller ran `model.validate_shape` on every spec already; otherwise it runs here."""
+    if not shapes_checked:
+        for spec in specs:
+            model.validate_shape(spec)
     if precondition is None and not extra_account_ids:
         at_once = _write_at_once(engine, clock, tenant_id, specs)
         if at_once is not None:
@@ -117,20 +121,23 @@ def write(
     return final
 
 
+class _Known(NamedTuple):
+    account: model.Account  # balances not filled: only what never changes
+    id: uuid.UUID
+    text: str  # the id's canonical text
+
+
 # What never changes about an account (unit, normal balance, floor), by tenant and id, so a plain
 # batch is checked without a round trip. The write statement checks it again under the row locks,
 # so an entry here can never cause a wrong write, only a detour through the careful path.
-_ACCOUNTS_KNOWN: dict[tuple[uuid.UUID, str], tuple[model.Account, uuid.UUID]] = {}
+_ACCOUNTS_KNOWN: dict[tuple[uuid.UUID, str], _Known] = {}
 ACCOUNTS_KNOWN_MAX = 100_000
 _AT_ONCE_KINDS = (TransactionKind.POSTED, TransactionKind.PENDING)
 
 
-def _known_accounts(
-    engine: Engine, tenant_id: uuid.UUID, account_ids: set[str]
-) -> dict[str, tuple[model.Account, uuid.UUID]] | None:
-    """The accounts (and their parsed ids) by id, from memory or one read without locks; None if
-    one is unknown."""
-    found: dict[str, tuple[model.Account, uuid.UUID]] = {}
+def _known_accounts(engine: Engine, tenant_id: uuid.UUID, account_ids: set[str]) -> dict[str, _Known] | None:
+    """The accounts by id, from memory or one read without locks; None if one is unknown."""
+    found: dict[str, _Known] = {}
     missing: dict[uuid.UUID, str] = {}
     for account_id in account_ids:
         known = _ACCOUNTS_KNOWN.get((tenant_id, account_id))
@@ -153,7 +160,7 @@ def _known_accounts(
             account = model.Account(
                 account_id, static.unit_code, Direction(static.normal_balance), static.minimum_balance
             )
-            found[account_id] = _ACCOUNTS_KNOWN[(tenant_id, account_id)] = (account, parsed)
+            found[account_id] = _ACCOUNTS_KNOWN[(tenant_id, account_id)] = _Known(account, parsed, str(parsed))
     return found
 
 
@@ -171,7 +178,7 @@ def _write_at_once(
     known = _known_accounts(engine, tenant_id, account_ids)
     if known is None:
         return None
-    accounts = {account_id: account for account_id, (account, _) in known.items()}
+    accounts = {account_id: entry.account for account_id, entry in known.items()}
     try:
         for spec in specs:
             model.validate_against_accounts(spec, accounts)
@@ -179,20 +186,22 @@ def _write_at_once(
         return None
     effects = model.batch_effect(specs, accounts)
     now = clock.now()
-    ids = iter(new_ids(len(specs) + sum(len(spec.entries) for spec in specs)))
-    new_transactions = [
-        store.NewTransaction(
-            id=next(ids),
-            spec=spec,
-            effective_at=spec.effective_at or now,
-            unit_codes=tuple(accounts[entry.account_id].unit_code for entry in spec.entries),
-            entry_ids=tuple(next(ids) for _ in spec.entries),
-            account_ids=tuple(known[entry.account_id][1] for entry in spec.entries),
+    ids = iter(new_id_ints(len(specs) + sum(len(spec.entries) for spec in specs)))
+    batch = []
+    for spec in specs:
+        entry_accounts = [known[entry.account_id] for entry in spec.entries]
+        batch.append(
+            store.BatchTransaction(
+                id=uuid_text(next(ids)),
+                spec=spec,
+                effective_at=spec.effective_at or now,
+                entry_ids=[uuid_text(next(ids)) for _ in spec.entries],
+                account_ids=[entry.text for entry in entry_accounts],
+                unit_codes=[entry.account.unit_code for entry in entry_accounts],
+            )
         )
-        for spec in specs
-    ]
     moves = {
-        known[account_id][1]: store.AccountMove(
+        known[account_id].text: store.AccountMove(
             delta=effect.delta,
             available_change_lowest=effect.available_change_lowest,
             unit_code=accounts[account_id].unit_code,
@@ -202,16 +211,25 @@ def _write_at_once(
     }
     try:
         recorded_at = run_pipelined(
-            engine, lambda connection: store.write_if_floors_hold(connection, tenant_id, new_transactions, moves)
+            engine, lambda connection: store.write_if_floors_hold(connection, tenant_id, batch, moves)
         )
     except errors.UniqueViolation:
         return None  # a concurrent writer took a key: the careful path replays or refuses it
     if recorded_at is None:
         return None
-    return [
-        Outcome(build=partial(_record, tenant_id, new, recorded_at[new.id], new.spec.idempotency_key))
-        for new in new_transactions
-    ]
+    return [Outcome(build=partial(_batch_record, tenant_id, new, recorded_at[new.id])) for new in batch]
+
+
+def _batch_record(tenant_id: uuid.UUID, new: store.BatchTransaction, recorded_at: datetime) -> LedgerTransaction:
+    written = store.NewTransaction(
+        id=uuid.UUID(new.id),
+        spec=new.spec,
+        effective_at=new.effective_at,
+        unit_codes=tuple(new.unit_codes),
+        entry_ids=tuple(uuid.UUID(entry_id) for entry_id in new.entry_ids),
+        account_ids=tuple(uuid.UUID(account_id) for account_id in new.account_ids),
+    )
+    return _record(tenant_id, written, recorded_at, new.spec.idempotency_key)
 
 
 @dataclass(frozen=True, slots=True)

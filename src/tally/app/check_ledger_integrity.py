@@ -6,6 +6,9 @@ recorded in `integrity_runs`; the worker runs it on a schedule and exports the c
 Checks (each a query that returns the offending rows, so an empty result is a pass):
 - transaction_must_balance: every transaction's debits equal its credits in every unit;
 - entry_count_must_match: a transaction has exactly the entries it was written with;
+- entry_must_reference_transaction, entry_must_reference_account: no entry without its transaction
+  or its account, no transaction without its tenant (the write path guarantees these; no foreign
+  key does, see migration 0006);
 - entry_must_match_transaction: entries carry their transaction's phase and effective time;
 - entry_unit_must_match_account: an entry is in its account's unit;
 - cached_balance_must_equal_entries: the four cached counters equal the sums of the entries;
@@ -47,6 +50,18 @@ CHECKS: dict[str, str] = {
         FROM ledger_transactions t LEFT JOIN ledger_entries e ON e.transaction_id = t.id
         WHERE {tenant_t}
         GROUP BY t.tenant_id, t.id, t.entry_count HAVING count(e.id) <> t.entry_count""",
+    "entry_must_reference_transaction": """
+        SELECT e.tenant_id, e.id::text, jsonb_build_object('transaction', e.transaction_id)
+        FROM ledger_entries e LEFT JOIN ledger_transactions t ON t.id = e.transaction_id
+        WHERE {tenant_e} AND t.id IS NULL""",
+    "entry_must_reference_account": """
+        SELECT e.tenant_id, e.id::text, jsonb_build_object('account', e.account_id)
+        FROM ledger_entries e LEFT JOIN ledger_accounts a ON a.id = e.account_id
+        WHERE {tenant_e} AND a.id IS NULL""",
+    "transaction_must_belong_to_a_tenant": """
+        SELECT t.tenant_id, t.id::text, jsonb_build_object('tenant', t.tenant_id)
+        FROM ledger_transactions t LEFT JOIN tenants n ON n.id = t.tenant_id
+        WHERE {tenant_t} AND n.id IS NULL""",
     "entry_must_match_transaction": """
         SELECT e.tenant_id, e.id::text, jsonb_build_object('transaction', t.id, 'phase', e.phase, 'kind', t.kind)
         FROM ledger_entries e JOIN ledger_transactions t ON t.id = e.transaction_id

@@ -84,7 +84,7 @@ def post_batch(
         specs.append(spec)
         outcomes.append(None)
     valid = [spec for spec in specs if spec is not None]
-    written = iter(_ledger_write.write(engine, clock, tenant_id, valid) if valid else [])
+    written = iter(_ledger_write.write(engine, clock, tenant_id, valid, shapes_checked=True) if valid else [])
     return [outcome if outcome is not None else next(written) for outcome in outcomes]
 
 
@@ -92,7 +92,10 @@ def to_spec(transaction: TransactionInput, units: Mapping[uuid.UUID, money.Unit]
     entries = []
     for index, entry in enumerate(transaction.entries):
         account_id = str(entry.account_id) if entry.account_id else UNKNOWN_ACCOUNT
-        entries.append(Entry(account_id, entry.direction, _amount_minor(entry, index, units)))
+        amount = entry.amount
+        if amount is None or entry.amount_decimal is not None:  # the common case, an integer, goes straight
+            amount = _amount_minor(entry, index, units)
+        entries.append(Entry(account_id, entry.direction, amount))
     return TransactionSpec(
         idempotency_key=transaction.idempotency_key,
         kind=TransactionKind.PENDING if transaction.pending else TransactionKind.POSTED,

@@ -89,3 +89,12 @@ def subscription_billing_events(
         moment = through or clock_for_customer(connection, tenant_id, row.customer_id, system=clock).now()
     timeline = timeline_of(row.id, entries)
     return billing_events(timeline, through=moment), timeline
+
+
+def active_price_id(engine: Engine, tenant_id: uuid.UUID, code: str) -> uuid.UUID:
+    """The active catalog price with this code (for the CLI, which takes codes as well as ids)."""
+    with psycopg_transaction(engine) as connection:
+        found = store.active_price_id(connection, tenant_id, code)
+    if found is None:
+        raise Rejected.because("price_not_found", f"no active price with code {code[:80]!r}", "price")
+    return found

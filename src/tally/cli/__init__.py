@@ -17,6 +17,7 @@ from tally.cli import (
     meters,
     prices,
     server,
+    subscriptions,
     tenants,
     usage,
     worker,
@@ -41,6 +42,7 @@ app.add_typer(prices.app, name="price")
 app.add_typer(catalog.app, name="catalog")
 app.add_typer(customers.app, name="customers")
 app.add_typer(customers.test_clocks_app, name="test-clocks")
+app.add_typer(subscriptions.app, name="subscriptions")
 server.register(app)
 worker.register(app)
 demo.register(app)

@@ -494,3 +494,10 @@ def count_subscriptions_of_customer(connection: Connection, tenant_id: uuid.UUID
         "SELECT count(*) FROM subscriptions WHERE tenant_id = %s AND customer_id = %s", (tenant_id, customer_id)
     ).fetchone()
     return int(row[0]) if row else 0
+
+
+def active_price_id(connection: Connection, tenant_id: uuid.UUID, code: str) -> uuid.UUID | None:
+    row = connection.execute(
+        "SELECT id FROM prices WHERE tenant_id = %s AND code = %s AND archived_at IS NULL", (tenant_id, code)
+    ).fetchone()
+    return row[0] if row else None

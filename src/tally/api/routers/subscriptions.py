@@ -42,6 +42,7 @@ from tally.core.subscriptions import (
     ITEMS_MAX,
     BillingAnchor,
     BillingEvent,
+    BillingEvents,
     Canceled,
     CancelScheduled,
     ItemsChanged,
@@ -325,7 +326,7 @@ def subscription_resource(view: subscription_queries.SubscriptionView) -> Subscr
     )
 
 
-def _entry(recorded: RecordedEntry) -> TimelineEntryResource:
+def timeline_entry_resource(recorded: RecordedEntry) -> TimelineEntryResource:
     entry = recorded.entry
     resource = TimelineEntryResource(
         sequence=recorded.sequence,
@@ -349,6 +350,21 @@ def _entry(recorded: RecordedEntry) -> TimelineEntryResource:
 
 def _period(period: Period) -> PeriodResource:
     return PeriodResource(start=period.start, end=period.end)
+
+
+def billing_events_resource(subscription: str, events: BillingEvents) -> BillingEventsResource:
+    return BillingEventsResource(
+        subscription=subscription,
+        through=events.through,
+        next_due_at=events.next_due_at,
+        periods=[
+            PricePeriodsResource(
+                item=entry.price_id, kind=entry.kind.value, periods=[_period(p) for p in entry.periods]
+            )
+            for entry in events.periods
+        ],
+        events=[_event(event) for event in events.events],
+    )
 
 
 def _event(event: BillingEvent) -> BillingEventResource:
@@ -475,7 +491,7 @@ def timeline(
     id: str, principal: Principal = require_scope("read"), tally: Tally = Depends(get_tally)
 ) -> TimelineResource:
     entries = subscription_queries.subscription_timeline(tally.engine, principal.tenant_id, _subscription_id(id))
-    return TimelineResource(subscription=id, entries=[_entry(entry) for entry in entries])
+    return TimelineResource(subscription=id, entries=[timeline_entry_resource(entry) for entry in entries])
 
 
 @router.get("/{id}/billing_events", response_model=BillingEventsResource, summary="Billing events due by a time")
@@ -490,18 +506,7 @@ def billing_events(
     events, _ = subscription_queries.subscription_billing_events(
         tally.engine, tally.clock, principal.tenant_id, _subscription_id(id), through=through
     )
-    return BillingEventsResource(
-        subscription=id,
-        through=events.through,
-        next_due_at=events.next_due_at,
-        periods=[
-            PricePeriodsResource(
-                item=entry.price_id, kind=entry.kind.value, periods=[_period(p) for p in entry.periods]
-            )
-            for entry in events.periods
-        ],
-        events=[_event(event) for event in events.events],
-    )
+    return billing_events_resource(id, events)
 
 
 @router.post("/{id}/change", response_model=SubscriptionResource, summary="Change the plan or prices")

@@ -450,3 +450,20 @@ def test_upgrade_then_downgrade_in_one_period_nets_out(tally: Tally, tenant_id: 
     )
     # Basic for the 26 days outside the changes, pro and 3 seats for the 5 days between them.
     assert total == Fraction(30 * 26, 31) + Fraction(120 * 5, 31)
+
+
+def test_the_refresh_is_safe_to_repeat_and_never_goes_back(tally: Tally, tenant_id: uuid.UUID, catalog: None) -> None:
+    from tally.app.refresh_subscriptions import HOOK_NAME, refresh_subscriptions
+    from tally.app.test_clock_hooks import advance_hooks
+
+    assert HOOK_NAME in dict(advance_hooks())  # registered by the composition root
+    customer = make_customer(tally, tenant_id)
+    created = _basic(tally, tenant_id, customer, start_at=JAN)
+    cancel_subscription(tally.engine, CLOCK, tenant_id, created.row.id, Cancellation(effective=When.PERIOD_END))
+    feb = datetime(2026, 2, 1, tzinfo=UTC)
+    assert refresh_subscriptions(tally.engine, tenant_id, (customer,), feb) == 1
+    assert refresh_subscriptions(tally.engine, tenant_id, (customer,), feb) == 1  # the same values again
+    assert refresh_subscriptions(tally.engine, tenant_id, (customer,), NOW) == 0  # not backwards
+    with psycopg_transaction(tally.engine) as connection:
+        row = store.get_subscription(connection, tenant_id, created.row.id)
+    assert row is not None and (row.status, row.status_as_of, row.ended_at) == ("ended", feb, feb)

@@ -14,8 +14,10 @@ from tally.adapters.ids import parse_id
 from tally.bootstrap import Tally, build
 from tally.core.rejections import Rejected
 
-console = Console()
-error_console = Console(stderr=True)
+# Messages are not wrapped by us (soft wrap): a terminal wraps them itself, and text piped to a file
+# or a program keeps each message on one line whatever width the console guessed.
+console = Console(soft_wrap=True)
+error_console = Console(stderr=True, soft_wrap=True)
 
 
 @contextmanager

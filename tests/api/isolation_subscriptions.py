@@ -60,5 +60,13 @@ FACTORIES = [
             ("POST", "/v1/subscriptions/{id}/change"): _change,
             ("POST", "/v1/subscriptions/{id}/quantity"): _quantity,
         },
+        path_params={
+            # Sequence 0 is the start: A is refused 422 `change_not_withdrawable` (its subscription
+            # is found), B 404 (the subscription is A's).
+            ("POST", "/v1/subscriptions/{id}/scheduled_changes/{sequence}/withdraw"): lambda sid: {
+                "id": sid,
+                "sequence": "0",
+            },
+        },
     ),
 ]

@@ -39,7 +39,7 @@ from tally.app.subscription_queries import (
 from tally.app.unschedule_cancel import unschedule_cancel
 from tally.bootstrap import Tally
 from tally.core.rejections import Rejected
-from tally.core.subscriptions import BillingAnchor, BillingEventKind, ItemKind, SubscriptionStatus
+from tally.core.subscriptions import BillingAnchor, BillingEventKind, ItemKind, SubscriptionStatus, Withdrawn
 from tally.core.subscriptions.cycles import AnchorKind
 from tests.subscription_support import (
     CATALOG,
@@ -410,11 +410,15 @@ def test_phases_annual_terms_and_resubscribing_the_same_day(tally: Tally, tenant
     after = get_subscription(tally.engine, CLOCK, tenant_id, sid, as_of=june)
     assert [item.unit_amount for item in before.subscription.state.items] == [Decimal(900), None]
     assert [item.unit_amount for item in after.subscription.state.items] == [Decimal(30), None]
-    # A cancel before a scheduled phase would leave that fact after the end: refused (the timeline
-    # cannot withdraw a recorded fact yet). Cancel at the phase or later instead.
-    assert _code(lambda: cancel_subscription(tally.engine, CLOCK, tenant_id, sid, Cancellation())) == (
-        "change_dated_after_end"
-    )
+    # A cancel before a scheduled phase supersedes it: the phase is withdrawn in the same write.
+    superseding = cancel_subscription(tally.engine, CLOCK, tenant_id, sid, Cancellation())
+    phase = next(recorded for recorded in superseding.entries if recorded.entry.effective_at == june)
+    assert [(recorded.kind, recorded.entry.effective_at) for recorded in superseding.recorded] == [
+        ("withdrawn", NOW),
+        ("canceled", NOW),
+    ]
+    assert superseding.recorded[0].entry == Withdrawn(effective_at=NOW, withdraws=phase.sequence)
+    assert superseding.state.status is SubscriptionStatus.ENDED
     # Cancel now and subscribe again the same day: two subscriptions, each its own periods.
     first = _basic(tally, tenant_id, customer, start_at=JAN).row.id
     ended = cancel_subscription(tally.engine, CLOCK, tenant_id, first, Cancellation())
@@ -423,10 +427,11 @@ def test_phases_annual_terms_and_resubscribing_the_same_day(tally: Tally, tenant
     assert again.row.id != first and again.state.status is SubscriptionStatus.ACTIVE
     assert again.timeline.history.start == ended.state.ended_at == NOW
     listed = list_subscriptions(tally.engine, CLOCK, tenant_id, PageRequest(), customer_id=customer)
+    # Newest first: the new one, the one canceled the same day, the annual one canceled above.
     assert [view.subscription.state.status for view in listed.items] == [
         SubscriptionStatus.ACTIVE,
         SubscriptionStatus.ENDED,
-        SubscriptionStatus.ACTIVE,
+        SubscriptionStatus.ENDED,
     ]
 
 

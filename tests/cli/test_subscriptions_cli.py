@@ -73,3 +73,42 @@ def test_subscriptions_from_the_command_line(database_url: str, tally: Tally) ->
     assert code == 0 and "paused" in output, output
     code, output = run("subscriptions", "resume", sid)
     assert code == 0 and "resumed" in output, output
+
+
+def test_scheduled_changes_from_the_command_line(database_url: str, tally: Tally) -> None:
+    tenant = f"cli-{uuid.uuid4().hex[:8]}"
+    apply_test_catalog(tally, create_tenant(tally.engine, tenant))
+    runner = CliRunner()
+
+    def run(*arguments: str) -> tuple[int, str]:
+        result = runner.invoke(
+            app, list(arguments), env={"TALLY_DATABASE_URL": database_url, "TALLY_TENANT": tenant, "COLUMNS": "250"}
+        )
+        return result.exit_code, result.output
+
+    code, output = run("test-clocks", "create", "2026-01-01T00:00:00Z")
+    clock = re.search(r"clk_[0-9a-z]{26}", output)
+    assert code == 0 and clock, output
+    assert run("customers", "create", "acme", "--currency", "USD", "--test-clock", clock.group(0))[0] == 0
+    code, output = run("subscriptions", "create", "acme", "--plan", "pro", "--trial-days", "0")
+    found = re.search(r"sub_[0-9a-z]{26}", output)
+    assert code == 0 and found, output
+    sid = found.group(0)
+    assert run("subscriptions", "change", sid, "--plan", "basic", "--effective", "period_end")[0] == 0
+    code, output = run("subscriptions", "scheduled", sid)
+    assert code == 0 and [(c["sequence"], c["kind"]) for c in json.loads(output)["changes"]] == [
+        (1, "items_changed")
+    ], output
+    code, output = run("subscriptions", "withdraw", sid, "1")
+    assert code == 0 and "scheduled change 1 withdrawn" in output, output
+    code, output = run("subscriptions", "withdraw", sid, "1")
+    assert code == 1 and "change_already_withdrawn" in output, output
+    code, output = run("subscriptions", "scheduled", sid)
+    assert code == 0 and json.loads(output)["changes"] == [], output
+    code, output = run("subscriptions", "timeline", sid)
+    assert code == 0 and [e["withdrawn_by"] for e in json.loads(output)["entries"]] == [None, 2, None], output
+    # A cancel before a scheduled change withdraws it, and says so.
+    code, output = run("subscriptions", "quantity", sid, "seat", "6", "--effective", "2026-02-10T00:00:00Z")
+    assert code == 0, output
+    code, output = run("subscriptions", "cancel", sid, "--effective", "period_end")
+    assert code == 0 and "withdrew scheduled change 3 (quantity_changed at 2026-02-10" in output, output

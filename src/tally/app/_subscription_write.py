@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -61,6 +61,8 @@ class Subscription:
     timeline: Timeline
     as_of: datetime
     state: SubscriptionState
+    # The facts the write that answers this appended (empty for reads).
+    recorded: tuple[RecordedEntry, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +166,7 @@ def record(
         timeline_of(row.id, everything)
         for recorded in new:
             store.append_entry(connection, tenant_id, row.id, recorded)
-        return refresh(connection, row, everything, as_of=now, now=now)
+        return replace(refresh(connection, row, everything, as_of=now, now=now), recorded=tuple(new))
 
     return run_in_transaction(engine, work)
 

@@ -23,7 +23,7 @@ from tally.app._subscription_items import PlanChoice, resolve_plan_version
 from tally.app._subscription_write import Context, RecordedEntry, When
 from tally.app.change_subscription_items import ItemsChange, change_subscription_items
 from tally.core.rejections import Rejected
-from tally.core.subscriptions import ItemsChanged, Started
+from tally.core.subscriptions import ItemsChanged, Started, scheduled_changes
 
 # Subscriptions one call migrates at most; run it again for the rest (it skips the migrated ones).
 MIGRATION_SUBSCRIPTIONS_MAX = 10_000
@@ -44,12 +44,17 @@ class MigrationResult:
     skipped: tuple[tuple[uuid.UUID, str], ...]
 
 
-def plan_version_at(entries: tuple[RecordedEntry, ...], at: datetime) -> uuid.UUID | None:
-    """The plan version whose items are held at `at`: the last start or items change by then."""
+def plan_version_at(
+    entries: tuple[RecordedEntry, ...], at: datetime, withdrawn: frozenset[int] = frozenset()
+) -> uuid.UUID | None:
+    """The plan version whose items are held at `at`: the last start or items change by then that
+    is not withdrawn (`withdrawn`: the sequences of withdrawn facts)."""
     changes = [
         (recorded.entry.effective_at, recorded.sequence, recorded.plan_version_id)
         for recorded in entries
-        if isinstance(recorded.entry, Started | ItemsChanged) and recorded.entry.effective_at <= at
+        if isinstance(recorded.entry, Started | ItemsChanged)
+        and recorded.entry.effective_at <= at
+        and recorded.sequence not in withdrawn
     ]
     return max(changes, key=lambda change: (change[0], change[1]))[2] if changes else None
 
@@ -68,12 +73,13 @@ def migrate_subscriptions(engine: Engine, clock: Clock, tenant_id: uuid.UUID, mi
 
     def guard(context: Context) -> None:
         at = context.resolve(migration.effective)
+        timeline = context.timeline
         if any(
-            isinstance(recorded.entry, ItemsChanged) and recorded.entry.effective_at > context.now
-            for recorded in context.entries
+            isinstance(timeline.entries[position], ItemsChanged)
+            for position in scheduled_changes(timeline, context.now)
         ):
             raise Rejected.because("items_change_already_scheduled", "an items change is already scheduled", "id")
-        if plan_version_at(context.entries, at) != migration.from_plan_version_id:
+        if plan_version_at(context.entries, at, timeline.history.withdrawn) != migration.from_plan_version_id:
             raise Rejected.because("subscription_not_on_plan_version", "not on the version migrated from", "id")
 
     for subscription_id in candidates:

@@ -27,6 +27,7 @@ from tally.core.subscriptions import (
     Timeline,
     billing_events,
     current_period_end,
+    scheduled_changes,
     state_at,
 )
 
@@ -40,9 +41,14 @@ class SubscriptionView:
 
 def _view(row: store.SubscriptionRow, entries: tuple[RecordedEntry, ...], as_of: datetime) -> SubscriptionView:
     timeline = timeline_of(row.id, entries)
-    state = state_at(timeline, as_of)
-    period_end = None if state.status is SubscriptionStatus.ENDED else current_period_end(timeline, as_of)
-    return SubscriptionView(Subscription(row, entries, timeline, as_of, state), period_end)
+    return view_of(Subscription(row, entries, timeline, as_of, state_at(timeline, as_of)))
+
+
+def view_of(subscription: Subscription) -> SubscriptionView:
+    """The view of a subscription a write answered (no second read: the write's state at its now)."""
+    ended = subscription.state.status is SubscriptionStatus.ENDED
+    period_end = None if ended else current_period_end(subscription.timeline, subscription.as_of)
+    return SubscriptionView(subscription, period_end)
 
 
 def get_subscription(
@@ -78,6 +84,25 @@ def subscription_timeline(
     """The facts in recording order."""
     with psycopg_transaction(engine) as connection:
         return load(connection, tenant_id, subscription_id, for_update=False)[1]
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduledChanges:
+    """The facts still ahead at `as_of` (the customer's now) that can be withdrawn, in time order."""
+
+    as_of: datetime
+    changes: tuple[RecordedEntry, ...]
+
+
+def subscription_scheduled_changes(
+    engine: Engine, clock: Clock, tenant_id: uuid.UUID, subscription_id: uuid.UUID
+) -> ScheduledChanges:
+    """Plan and quantity changes, phases, pauses and resumes recorded for later and not withdrawn."""
+    with psycopg_transaction(engine) as connection:
+        row, entries = load(connection, tenant_id, subscription_id, for_update=False)
+        now = clock_for_customer(connection, tenant_id, row.customer_id, system=clock).now()
+    pending = scheduled_changes(timeline_of(row.id, entries), now)
+    return ScheduledChanges(now, tuple(entries[position] for position in pending))
 
 
 def subscription_billing_events(

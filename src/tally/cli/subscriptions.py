@@ -190,14 +190,45 @@ def show(
 @app.command("timeline")
 def timeline(subscription: str = typer.Argument(..., help="sub_…"), tenant: str | None = TenantOption) -> None:
     """The subscription's facts in recording order, as JSON."""
-    from tally.api.routers.subscriptions import TimelineResource, timeline_entry_resource
+    from tally.api.routers.subscriptions import timeline_resource
     from tally.app.subscription_queries import subscription_timeline
 
     with open_tally() as tally, rejections_as_errors():
         tenant_id = resolve_tenant(tally, tenant)
         entries = subscription_timeline(tally.engine, tenant_id, _subscription_id(subscription))
-    resource = TimelineResource(subscription=subscription, entries=[timeline_entry_resource(e) for e in entries])
+    console.print_json(json.dumps(timeline_resource(subscription, entries).model_dump(mode="json")))
+
+
+@app.command("scheduled")
+def scheduled(subscription: str = typer.Argument(..., help="sub_…"), tenant: str | None = TenantOption) -> None:
+    """The changes recorded for later and not withdrawn, in the order they take effect, as JSON."""
+    from tally.api.routers.subscriptions import ScheduledChangesResource, timeline_entry_resource
+    from tally.app.subscription_queries import subscription_scheduled_changes
+
+    with open_tally() as tally, rejections_as_errors():
+        tenant_id = resolve_tenant(tally, tenant)
+        found = subscription_scheduled_changes(tally.engine, tally.clock, tenant_id, _subscription_id(subscription))
+    resource = ScheduledChangesResource(
+        subscription=subscription, as_of=found.as_of, changes=[timeline_entry_resource(e) for e in found.changes]
+    )
     console.print_json(json.dumps(resource.model_dump(mode="json")))
+
+
+@app.command("withdraw")
+def withdraw(
+    subscription: str = typer.Argument(..., help="sub_…"),
+    sequence: int = typer.Argument(..., help="The scheduled change's sequence (see `scheduled`)."),
+    tenant: str | None = TenantOption,
+) -> None:
+    """Withdraw a scheduled change before it takes effect (a new fact; the change stays on record)."""
+    from tally.app.withdraw_scheduled_change import withdraw_scheduled_change
+
+    with open_tally() as tally, rejections_as_errors():
+        tenant_id = resolve_tenant(tally, tenant)
+        subscription_id = _subscription_id(subscription)
+        withdraw_scheduled_change(tally.engine, tally.clock, tenant_id, subscription_id, sequence)
+        audit(tally, tenant_id, "tally subscriptions withdraw", "subscription", subscription)
+    console.print(f"subscription {subscription}: scheduled change {sequence} withdrawn")
 
 
 @app.command("change")
@@ -298,9 +329,18 @@ def cancel(
             cancellation = Cancellation(effective=_effective(effective))
             result = cancel_subscription(tally.engine, tally.clock, tenant_id, subscription_id, cancellation)
         audit(tally, tenant_id, "tally subscriptions cancel", "subscription", subscription)
+    from tally.core.subscriptions import Withdrawn
+
     state = result.state
     ends = state.ended_at or state.cancel_at
     console.print(f"subscription {subscription} {state.status.value}" + (f", ends {ends.isoformat()}" if ends else ""))
+    for recorded in result.recorded:
+        if isinstance(recorded.entry, Withdrawn):
+            withdrawn = result.entries[recorded.entry.withdraws]
+            console.print(
+                f"withdrew scheduled change {withdrawn.sequence} ({withdrawn.kind} at "
+                f"{withdrawn.entry.effective_at.isoformat()}): it falls at or after the end"
+            )
 
 
 @app.command("billing-events")

@@ -1,4 +1,4 @@
-"""Subscriptions in PostgreSQL (migration 0008): the `subscriptions` rows, their append-only
+"""Subscriptions in PostgreSQL (migrations 0008 and 0009): the `subscriptions` rows, their append-only
 `subscription_timeline`, and the catalog reads subscriptions need (prices, plan versions, overrides
 from migration 0007's tables). Facts are encoded here as JSON and decoded back into the core's
 timeline entries; the rules live in tally.core.subscriptions."""
@@ -34,6 +34,7 @@ from tally.core.subscriptions import (
     SubscriptionItem,
     TimelineEntry,
     TrialUsage,
+    Withdrawn,
 )
 from tally.core.subscriptions.cycles import AnchorKind
 
@@ -97,6 +98,7 @@ _KIND: dict[type, str] = {
     CancelScheduled: "cancel_scheduled",
     CancelUnscheduled: "cancel_unscheduled",
     Canceled: "canceled",
+    Withdrawn: "withdrawn",
 }
 
 
@@ -174,6 +176,8 @@ def encode_entry(recorded: RecordedEntry) -> dict[str, Any]:
             payload |= {"ends_at": entry.ends_at.isoformat(), "prorate": entry.prorate}
         case Canceled():
             payload["prorate"] = entry.prorate
+        case Withdrawn():
+            payload["withdraws"] = entry.withdraws
         case Paused() | Resumed() | CancelUnscheduled():
             pass
     return payload
@@ -222,6 +226,8 @@ def decode_entry(sequence: int, kind: str, recorded_at: datetime, payload: Mappi
         entry = CancelUnscheduled(effective_at=effective_at)
     elif kind == "canceled":
         entry = Canceled(effective_at=effective_at, prorate=payload["prorate"])
+    elif kind == "withdrawn":
+        entry = Withdrawn(effective_at=effective_at, withdraws=payload["withdraws"])
     else:  # pragma: no cover - a CHECK constraint keeps kinds to this list
         raise InvariantViolation(f"unknown timeline entry kind {kind!r}")
     return RecordedEntry(sequence, entry, recorded_at, plan_version_id, origins)

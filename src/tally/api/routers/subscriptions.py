@@ -4,13 +4,16 @@ Reading needs `read`; creating and changing need `admin`. Every change is a new 
 subscription's timeline (`GET /v1/subscriptions/{id}/timeline`); nothing is edited. Times default to
 the customer's clock (a test clock's time for a customer on one). `effective` is `now`,
 `period_end` (the end of the current term) or a moment (a scheduled change, a phase).
-`GET /v1/subscriptions/{id}/billing_events?through=…` answers what invoicing consumes.
+`GET /v1/subscriptions/{id}/billing_events?through=…` answers what invoicing consumes. Changes
+recorded for later are listed at `GET /v1/subscriptions/{id}/scheduled_changes` and taken back
+before they take effect with `POST …/scheduled_changes/{sequence}/withdraw` (a new fact, too).
+Every write answers the subscription with the facts it appended (`recorded`).
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -26,7 +29,7 @@ from tally.api.problems import register_status
 from tally.api.schemas import ApiModel, ListResponse, Resource
 from tally.app import subscription_queries
 from tally.app._subscription_items import PlanChoice, PriceChoice
-from tally.app._subscription_write import Effective, ItemOrigin, RecordedEntry, When, origins_of
+from tally.app._subscription_write import Effective, ItemOrigin, RecordedEntry, Subscription, When, origins_of
 from tally.app.cancel_subscription import Cancellation, cancel_subscription
 from tally.app.change_subscription_items import ItemsChange, change_subscription_items
 from tally.app.change_subscription_quantity import QuantityChange, change_subscription_quantity
@@ -35,6 +38,7 @@ from tally.app.migrate_subscriptions import Migration, migrate_subscriptions
 from tally.app.pause_subscription import pause_subscription
 from tally.app.resume_subscription import resume_subscription
 from tally.app.unschedule_cancel import unschedule_cancel
+from tally.app.withdraw_scheduled_change import withdraw_scheduled_change
 from tally.bootstrap import Tally
 from tally.core.periods import Period
 from tally.core.rejections import Rejected
@@ -51,6 +55,7 @@ from tally.core.subscriptions import (
     Started,
     SubscriptionItem,
     TrialUsage,
+    Withdrawn,
 )
 from tally.core.subscriptions.cycles import AnchorKind
 
@@ -63,6 +68,8 @@ for _code in (
     "cancel_not_scheduled",
     "items_change_already_scheduled",
     "change_dated_after_end",
+    "change_already_withdrawn",
+    "change_already_in_effect",
 ):
     register_status(_code, 409)
 
@@ -199,6 +206,23 @@ class ItemResource(ApiModel):
     quantity: int
 
 
+class TimelineEntryResource(ApiModel):
+    sequence: int = Field(description="The fact's number in recording order; a scheduled change's id.")
+    kind: str
+    effective_at: datetime
+    recorded_at: datetime
+    plan_version: str | None = None
+    items: list[ItemResource] | None = None
+    price: str | None = None
+    quantity: int | None = None
+    ends_at: datetime | None = None
+    prorate: bool | None = None
+    withdraws: int | None = Field(default=None, description="A withdrawal: the sequence of the fact it takes back.")
+    withdrawn_by: int | None = Field(
+        default=None, description="On the timeline: the sequence of the withdrawal that took this fact back."
+    )
+
+
 class SubscriptionResource(Resource):
     object: Literal["subscription"] = "subscription"
     customer: str
@@ -215,25 +239,23 @@ class SubscriptionResource(Resource):
     anchor: AnchorBody
     proration_basis: str
     next_due_at: datetime | None = Field(description="Cached at the last write or clock advance: the next due event.")
-
-
-class TimelineEntryResource(ApiModel):
-    sequence: int
-    kind: str
-    effective_at: datetime
-    recorded_at: datetime
-    plan_version: str | None = None
-    items: list[ItemResource] | None = None
-    price: str | None = None
-    quantity: int | None = None
-    ends_at: datetime | None = None
-    prorate: bool | None = None
+    recorded: list[TimelineEntryResource] | None = Field(
+        default=None,
+        description="On a write's answer: the facts it appended (a cancel lists the changes it withdrew).",
+    )
 
 
 class TimelineResource(ApiModel):
     object: Literal["subscription_timeline"] = "subscription_timeline"
     subscription: str
     entries: list[TimelineEntryResource]
+
+
+class ScheduledChangesResource(ApiModel):
+    object: Literal["scheduled_changes"] = "scheduled_changes"
+    subscription: str
+    as_of: datetime = Field(description="The customer's now: every change listed takes effect after it.")
+    changes: list[TimelineEntryResource] = Field(description="In the order they take effect.")
 
 
 class PeriodResource(ApiModel):
@@ -301,7 +323,9 @@ def _item(item: SubscriptionItem, origins: Mapping[str, ItemOrigin]) -> ItemReso
     )
 
 
-def subscription_resource(view: subscription_queries.SubscriptionView) -> SubscriptionResource:
+def subscription_resource(
+    view: subscription_queries.SubscriptionView, recorded: tuple[RecordedEntry, ...] | None = None
+) -> SubscriptionResource:
     subscription = view.subscription
     row, state, started = subscription.row, subscription.state, subscription.timeline.history.started
     origins = origins_of(subscription.entries)
@@ -323,17 +347,21 @@ def subscription_resource(view: subscription_queries.SubscriptionView) -> Subscr
         anchor=AnchorBody(kind=started.anchor.kind, day_of_month=started.anchor.day_of_month),
         proration_basis=started.proration_basis.value,
         next_due_at=row.next_due_at,
+        recorded=None if recorded is None else [timeline_entry_resource(entry) for entry in recorded],
     )
 
 
-def timeline_entry_resource(recorded: RecordedEntry) -> TimelineEntryResource:
+def timeline_entry_resource(recorded: RecordedEntry, withdrawn_by: int | None = None) -> TimelineEntryResource:
     entry = recorded.entry
     resource = TimelineEntryResource(
         sequence=recorded.sequence,
         kind=recorded.kind,
         effective_at=entry.effective_at,
         recorded_at=recorded.recorded_at,
+        withdrawn_by=withdrawn_by,
     )
+    if isinstance(entry, Withdrawn):
+        resource.withdraws = entry.withdraws
     if isinstance(entry, Started | ItemsChanged):
         resource.items = [_item(item, recorded.origins) for item in entry.items]
         if recorded.plan_version_id is not None:
@@ -346,6 +374,17 @@ def timeline_entry_resource(recorded: RecordedEntry) -> TimelineEntryResource:
     if isinstance(entry, ItemsChanged | QuantityChanged | CancelScheduled | Canceled):
         resource.prorate = entry.prorate
     return resource
+
+
+def timeline_resource(subscription: str, entries: Sequence[RecordedEntry]) -> TimelineResource:
+    """The facts in recording order; a withdrawn one names the withdrawal that took it back."""
+    withdrawn_by = {
+        recorded.entry.withdraws: recorded.sequence for recorded in entries if isinstance(recorded.entry, Withdrawn)
+    }
+    return TimelineResource(
+        subscription=subscription,
+        entries=[timeline_entry_resource(entry, withdrawn_by.get(entry.sequence)) for entry in entries],
+    )
 
 
 def _period(period: Period) -> PeriodResource:
@@ -419,13 +458,12 @@ def create(
             metadata=body.metadata,
         ),
     )
-    return _answer(tally, principal, created.row.id)
+    return _written(created)
 
 
-def _answer(tally: Tally, principal: Principal, subscription_id: uuid.UUID) -> SubscriptionResource:
-    return subscription_resource(
-        subscription_queries.get_subscription(tally.engine, tally.clock, principal.tenant_id, subscription_id)
-    )
+def _written(written: Subscription) -> SubscriptionResource:
+    """A write's answer: the subscription at the customer's now, and the facts the write appended."""
+    return subscription_resource(subscription_queries.view_of(written), written.recorded)
 
 
 @router.get("", response_model=ListResponse[SubscriptionResource], summary="List subscriptions, newest first")
@@ -491,7 +529,40 @@ def timeline(
     id: str, principal: Principal = require_scope("read"), tally: Tally = Depends(get_tally)
 ) -> TimelineResource:
     entries = subscription_queries.subscription_timeline(tally.engine, principal.tenant_id, _subscription_id(id))
-    return TimelineResource(subscription=id, entries=[timeline_entry_resource(entry) for entry in entries])
+    return timeline_resource(id, entries)
+
+
+@router.get("/{id}/scheduled_changes", response_model=ScheduledChangesResource, summary="Changes recorded for later")
+def scheduled_changes(
+    id: str, principal: Principal = require_scope("read"), tally: Tally = Depends(get_tally)
+) -> ScheduledChangesResource:
+    """The facts that take effect after the customer's now and are not withdrawn: plan and quantity
+    changes at period end, phases, pauses and resumes. Each is named by its `sequence`."""
+    found = subscription_queries.subscription_scheduled_changes(
+        tally.engine, tally.clock, principal.tenant_id, _subscription_id(id)
+    )
+    return ScheduledChangesResource(
+        subscription=id, as_of=found.as_of, changes=[timeline_entry_resource(entry) for entry in found.changes]
+    )
+
+
+@router.post(
+    "/{id}/scheduled_changes/{sequence}/withdraw",
+    response_model=SubscriptionResource,
+    summary="Withdraw a scheduled change before it takes effect",
+)
+def withdraw(
+    id: str, sequence: str, principal: Principal = require_scope("admin"), tally: Tally = Depends(get_tally)
+) -> SubscriptionResource:
+    """Appends a `withdrawn` fact naming the change; the subscription reads as if it had never been
+    recorded. Refused once the change has taken effect (`change_already_in_effect`) or when it is
+    withdrawn already (`change_already_withdrawn`)."""
+    # Anything but a sequence number names no fact: the core answers `change_not_found` for -1,
+    # after the subscription itself is found.
+    number = int(sequence) if sequence.isascii() and sequence.isdigit() and len(sequence) <= 6 else -1
+    return _written(
+        withdraw_scheduled_change(tally.engine, tally.clock, principal.tenant_id, _subscription_id(id), number)
+    )
 
 
 @router.get("/{id}/billing_events", response_model=BillingEventsResource, summary="Billing events due by a time")
@@ -515,40 +586,30 @@ def change(
 ) -> SubscriptionResource:
     """Upgrade, downgrade or switch prices: now (prorated unless `prorate` is false), at `period_end`,
     or at a later moment. Seats carry over by price code unless `quantities` say otherwise."""
-    subscription_id = _subscription_id(id)
-    change_subscription_items(
-        tally.engine,
-        tally.clock,
-        principal.tenant_id,
-        subscription_id,
-        ItemsChange(
-            plan=body.plan_choice(),
-            prices=body.price_choices(),
-            effective=_effective(body.effective),
-            prorate=body.prorate,
-        ),
+    items = ItemsChange(
+        plan=body.plan_choice(),
+        prices=body.price_choices(),
+        effective=_effective(body.effective),
+        prorate=body.prorate,
     )
-    return _answer(tally, principal, subscription_id)
+    return _written(
+        change_subscription_items(tally.engine, tally.clock, principal.tenant_id, _subscription_id(id), items)
+    )
 
 
 @router.post("/{id}/quantity", response_model=SubscriptionResource, summary="Change a fixed fee's quantity")
 def quantity(
     id: str, body: ChangeQuantity, principal: Principal = require_scope("admin"), tally: Tally = Depends(get_tally)
 ) -> SubscriptionResource:
-    subscription_id = _subscription_id(id)
-    change_subscription_quantity(
-        tally.engine,
-        tally.clock,
-        principal.tenant_id,
-        subscription_id,
-        QuantityChange(
-            price_id=_parse(ids.PRICE, body.price, "price_not_in_subscription", "price"),
-            quantity=body.quantity,
-            effective=_effective(body.effective),
-            prorate=body.prorate,
-        ),
+    change = QuantityChange(
+        price_id=_parse(ids.PRICE, body.price, "price_not_in_subscription", "price"),
+        quantity=body.quantity,
+        effective=_effective(body.effective),
+        prorate=body.prorate,
     )
-    return _answer(tally, principal, subscription_id)
+    return _written(
+        change_subscription_quantity(tally.engine, tally.clock, principal.tenant_id, _subscription_id(id), change)
+    )
 
 
 @router.post("/{id}/pause", response_model=SubscriptionResource, summary="Pause billing")
@@ -558,10 +619,8 @@ def pause(
     principal: Principal = require_scope("admin"),
     tally: Tally = Depends(get_tally),
 ) -> SubscriptionResource:
-    subscription_id = _subscription_id(id)
     at = body.effective_at if body else None
-    pause_subscription(tally.engine, tally.clock, principal.tenant_id, subscription_id, at)
-    return _answer(tally, principal, subscription_id)
+    return _written(pause_subscription(tally.engine, tally.clock, principal.tenant_id, _subscription_id(id), at))
 
 
 @router.post("/{id}/resume", response_model=SubscriptionResource, summary="Resume billing")
@@ -571,10 +630,8 @@ def resume(
     principal: Principal = require_scope("admin"),
     tally: Tally = Depends(get_tally),
 ) -> SubscriptionResource:
-    subscription_id = _subscription_id(id)
     at = body.effective_at if body else None
-    resume_subscription(tally.engine, tally.clock, principal.tenant_id, subscription_id, at)
-    return _answer(tally, principal, subscription_id)
+    return _written(resume_subscription(tally.engine, tally.clock, principal.tenant_id, _subscription_id(id), at))
 
 
 @router.post("/{id}/cancel", response_model=SubscriptionResource, summary="Cancel now or at period end")
@@ -584,22 +641,16 @@ def cancel(
     principal: Principal = require_scope("admin"),
     tally: Tally = Depends(get_tally),
 ) -> SubscriptionResource:
-    subscription_id = _subscription_id(id)
+    """Changes scheduled at or after the end are withdrawn with it: `recorded` lists the withdrawals."""
     request = body or Cancel()
-    cancel_subscription(
-        tally.engine,
-        tally.clock,
-        principal.tenant_id,
-        subscription_id,
-        Cancellation(effective=_effective(request.effective), prorate=request.prorate),
+    cancellation = Cancellation(effective=_effective(request.effective), prorate=request.prorate)
+    return _written(
+        cancel_subscription(tally.engine, tally.clock, principal.tenant_id, _subscription_id(id), cancellation)
     )
-    return _answer(tally, principal, subscription_id)
 
 
 @router.post("/{id}/unschedule_cancel", response_model=SubscriptionResource, summary="Undo a scheduled cancel")
 def undo_cancel(
     id: str, principal: Principal = require_scope("admin"), tally: Tally = Depends(get_tally)
 ) -> SubscriptionResource:
-    subscription_id = _subscription_id(id)
-    unschedule_cancel(tally.engine, tally.clock, principal.tenant_id, subscription_id)
-    return _answer(tally, principal, subscription_id)
+    return _written(unschedule_cancel(tally.engine, tally.clock, principal.tenant_id, _subscription_id(id)))

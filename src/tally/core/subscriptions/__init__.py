@@ -38,7 +38,9 @@ from tally.core.subscriptions.timeline import (
     Timeline,
     TimelineEntry,
     TrialUsage,
+    Withdrawn,
     current_period_end,
+    scheduled_changes,
     state_at,
 )
 
@@ -72,7 +74,9 @@ __all__ = [
     "Timeline",
     "TimelineEntry",
     "TrialUsage",
+    "Withdrawn",
     "billing_events",
     "current_period_end",
+    "scheduled_changes",
     "state_at",
 ]

@@ -4,7 +4,8 @@ A `Timeline` is a subscription id and its entries in the order they were recorde
 fact with the moment it takes effect (`effective_at`); the timeline reads them in time order (ties
 keep recording order), so a change recorded today for next month, and another recorded tomorrow
 for this week, both land where they belong. Nothing is ever edited: a mistake is corrected by a new
-entry (an undone cancel is a `CancelUnscheduled`, not a deleted `CancelScheduled`).
+entry (an undone cancel is a `CancelUnscheduled`, not a deleted `CancelScheduled`; a scheduled
+change taken back before it takes effect is a `Withdrawn` naming it, and the fold skips both).
 
 "At period end" is resolved before recording: the app asks `current_period_end(timeline, now)` and
 records the change with that `effective_at`. The recorded fact is then explicit and never moves.
@@ -24,7 +25,7 @@ from enum import StrEnum
 
 from tally.core.money import Unit
 from tally.core.periods import Interval
-from tally.core.rejections import Rejected, require
+from tally.core.rejections import InvariantViolation, Rejected, require
 from tally.core.subscriptions.cycles import BillingAnchor, BillingCycle, ProrationBasis, check_moment, zone
 
 ITEMS_MAX = 20
@@ -211,6 +212,27 @@ class CancelUnscheduled:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Withdrawn:
+    """A fact recorded earlier is taken back before it takes effect.
+
+    `withdraws` is the withdrawn fact's position in recording order (its sequence); `effective_at`
+    is when the withdrawal is made. The withdrawn fact must still lie ahead then: what has taken
+    effect may have been billed, and is corrected by a new fact instead. The timeline then reads
+    as if the withdrawn fact had never been recorded; both stay on record.
+    """
+
+    effective_at: datetime
+    withdraws: int
+
+    def __post_init__(self) -> None:
+        check_moment(self.effective_at, "effective_at")
+        if isinstance(self.withdraws, bool) or type(self.withdraws) is not int or not 0 <= self.withdraws < ENTRIES_MAX:
+            raise Rejected.because(
+                "change_not_found", f"a withdrawal names a fact by its sequence, 0 to {ENTRIES_MAX - 1}", "withdraws"
+            )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Canceled:
     """The subscription ends now; with `prorate`, the unused part of fees billed is credited."""
 
@@ -222,7 +244,15 @@ class Canceled:
 
 
 TimelineEntry = (
-    Started | ItemsChanged | QuantityChanged | Paused | Resumed | CancelScheduled | CancelUnscheduled | Canceled
+    Started
+    | ItemsChanged
+    | QuantityChanged
+    | Paused
+    | Resumed
+    | CancelScheduled
+    | CancelUnscheduled
+    | Canceled
+    | Withdrawn
 )
 
 
@@ -289,6 +319,8 @@ class History:
     ended_at: datetime | None
     # Every price the subscription ever held, by price id (sorted), as first seen.
     prices: Mapping[str, SubscriptionItem]
+    # Positions (in recording order) of the facts taken back by a `Withdrawn`: the steps ignore them.
+    withdrawn: frozenset[int] = frozenset()
 
     @property
     def start(self) -> datetime:
@@ -334,9 +366,12 @@ def _fold(subscription_id: str, entries: tuple[TimelineEntry, ...]) -> History:
         raise Rejected.because("timeline_must_begin_with_start", "the first fact is the start", "entries")
     if len(starts) > 1:
         raise Rejected.because("subscription_already_started", "a subscription starts once", f"entries[{starts[1]}]")
+    withdrawn = _withdrawals(entries)
+    # The facts that count: neither a withdrawal nor withdrawn.
+    live = [index for index, entry in enumerate(entries) if index not in withdrawn and not isinstance(entry, Withdrawn)]
     # Time order; at one moment the start comes first, then the order of recording.
     order = sorted(
-        range(len(entries)),
+        live,
         key=lambda index: (entries[index].effective_at, not isinstance(entries[index], Started), index),
     )
     if order[0] != starts[0]:
@@ -345,7 +380,42 @@ def _fold(subscription_id: str, entries: tuple[TimelineEntry, ...]) -> History:
             "a change cannot take effect before the subscription starts",
             f"entries[{order[0]}].effective_at",
         )
-    return _Folder(entries[starts[0]]).fold(entries, order)  # type: ignore[arg-type]
+    history = _Folder(entries[starts[0]]).fold(entries, order)  # type: ignore[arg-type]
+    return replace(history, withdrawn=frozenset(withdrawn))
+
+
+def _withdrawals(entries: tuple[TimelineEntry, ...]) -> set[int]:
+    """The positions of withdrawn facts, each withdrawal checked in recording order.
+
+    Precedence per withdrawal: `change_not_found` (it must name a fact recorded before it),
+    `change_not_withdrawable` (a start or another withdrawal), `change_already_withdrawn`,
+    `change_already_in_effect` (the fact takes effect at or before the withdrawal).
+    """
+    withdrawn: set[int] = set()
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, Withdrawn):
+            continue
+        where = f"entries[{index}].withdraws"
+        target = entry.withdraws
+        if target >= index:
+            raise Rejected.because("change_not_found", f"no fact {target} was recorded before this withdrawal", where)
+        fact = entries[target]
+        if isinstance(fact, Started | Withdrawn):
+            raise Rejected.because(
+                "change_not_withdrawable",
+                "the start and withdrawals cannot be withdrawn; cancel the subscription instead",
+                where,
+            )
+        if target in withdrawn:
+            raise Rejected.because("change_already_withdrawn", f"fact {target} is withdrawn already", where)
+        if fact.effective_at <= entry.effective_at:
+            raise Rejected.because(
+                "change_already_in_effect",
+                f"fact {target} took effect at {fact.effective_at.isoformat()}; correct it with a new change",
+                where,
+            )
+        withdrawn.add(target)
+    return withdrawn
 
 
 class _Folder:
@@ -429,6 +499,8 @@ class _Folder:
                 self.cancel = None
                 self.ended_at = at
                 self.emit(at, prorate=entry.prorate)
+            case Withdrawn():  # pragma: no cover - withdrawals are taken out before the fold
+                raise InvariantViolation("withdrawals are not folded")
 
     def set_items(self, items: tuple[SubscriptionItem, ...], where: str) -> None:
         for index, item in enumerate(items):
@@ -566,3 +638,19 @@ def _length_days_estimate(interval: Interval) -> tuple[int, int]:
     if months is not None:
         return (months * 31, 1)
     return (days or 0, 0)
+
+
+def scheduled_changes(timeline: Timeline, at: datetime) -> tuple[int, ...]:
+    """The positions (in recording order) of the facts still ahead at `at` that can be withdrawn.
+
+    A fact is scheduled when it takes effect after `at` and is not withdrawn; the start and
+    withdrawals themselves are not changes. In time order, ties in recording order.
+    """
+    check_moment(at, "at")
+    withdrawn = timeline.history.withdrawn
+    pending = [
+        index
+        for index, entry in enumerate(timeline.entries)
+        if entry.effective_at > at and index not in withdrawn and not isinstance(entry, Started | Withdrawn)
+    ]
+    return tuple(sorted(pending, key=lambda index: (timeline.entries[index].effective_at, index)))

@@ -59,6 +59,8 @@ CHART: dict[str, ChartAccount] = {
         _entry("processor_fees", "Payment processor fees", AccountType.EXPENSE, Owner.PLATFORM),
         _entry("dispute_losses", "Dispute losses", AccountType.EXPENSE, Owner.PLATFORM),
         _entry("opening_balance_equity", "Opening balance equity", AccountType.EQUITY, Owner.PLATFORM),
+        # Where a custom credit unit turns into money: each unit balances on its own in a transaction.
+        _entry("unit_conversion", "Unit conversion", AccountType.EQUITY, Owner.PLATFORM),
     )
 }
 

@@ -1,0 +1,370 @@
+"""The charge lines a context should carry in total: fees, usage (with minimums and caps), one-offs.
+
+Everything here is computed from scratch; `proposal.py` takes the difference with what was billed.
+Each amount is rounded exactly once, on the line, in the price's rounding mode.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from tally.core.invoicing.commitments import PriceCap
+from tally.core.invoicing.context import InvoiceContext, OneOffCharge, PriceRef, SubscriptionBilling, UsageReading
+from tally.core.invoicing.lines import (
+    FEE_KINDS,
+    USAGE_KINDS,
+    ExpectedLine,
+    Explanation,
+    LineKey,
+    LineKind,
+    PriceSource,
+    UsageSource,
+)
+from tally.core.money import COMPUTATION_CONTEXT, round_to_unit
+from tally.core.periods import Period
+from tally.core.rating import Quantity, rate
+from tally.core.rejections import Rejected
+from tally.core.subscriptions import BillingEvent, BillingEventKind, ItemKind
+
+_ZERO = Decimal(0)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChargeInfo:
+    """What discounts, credits and postings need to know of a charge line beyond its amount."""
+
+    price: PriceSource
+    meter: str
+    billing_period: Period
+    # Every period of the line's price, with the moment its charge falls due (for coupon periods).
+    price_periods: tuple[tuple[Period, datetime], ...]
+    due_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Charges:
+    lines: tuple[ExpectedLine, ...]
+    info: dict[LineKey, ChargeInfo]
+    # The usage periods (subscription, price, period) re-rated from a reading.
+    read: frozenset[tuple[str, str, Period]]
+
+
+def charges(context: InvoiceContext) -> Charges:
+    lines: list[ExpectedLine] = []
+    info: dict[LineKey, ChargeInfo] = {}
+    read: set[tuple[str, str, Period]] = set()
+    readings = _readings_by_period(context)
+    for billing in context.subscriptions:
+        periods = price_periods(billing)
+        for event in billing.events.events:
+            if event.kind in (BillingEventKind.FIXED_FEE, BillingEventKind.FIXED_FEE_CREDIT):
+                line = _fee_line(context, billing, event)
+                lines.append(line)
+                info[line.key] = _info(billing, event.price_id, event.period, periods, line.due_at)
+        for price_id, period in _due_usage_periods(billing):
+            if (billing.subscription_id, price_id, period) in readings:
+                continue
+            if not _billed_in_full(context, billing.subscription_id, price_id, period):
+                raise Rejected.because(
+                    "usage_reading_missing",
+                    f"usage of {price_id} in {billing.subscription_id} for [{period.start}, {period.end}) is due "
+                    "and was never billed in full: give a reading (zero when there was no usage)",
+                    "usage",
+                )
+    for (subscription_id, price_id, period), group_readings in readings.items():
+        reading_billing = context.subscription(subscription_id)
+        if reading_billing is None:
+            raise Rejected.because("usage_reading_subscription_unknown", f"no subscription {subscription_id}", "usage")
+        usage_periods = price_periods(reading_billing)
+        for line in _usage_lines(context, reading_billing, price_id, period, group_readings):
+            lines.append(line)
+            info[line.key] = _info(reading_billing, price_id, period, usage_periods, line.due_at)
+        read.add((subscription_id, price_id, period))
+    for charge in context.one_off_charges:
+        line = _one_off_line(context, charge)
+        lines.append(line)
+        moment = Period(charge.at, charge.at)
+        info[line.key] = ChargeInfo(
+            price=charge.price.source(), meter="", billing_period=moment, price_periods=(), due_at=charge.at
+        )
+    return Charges(lines=tuple(lines), info=info, read=frozenset(read))
+
+
+def price_periods(billing: SubscriptionBilling) -> dict[str, tuple[tuple[Period, datetime], ...]]:
+    """Per price, its periods with the moment each one's charge falls due: the first fee charged in
+    it (or its start) for a fee, its end for usage."""
+    first_fee: dict[tuple[str, Period], datetime] = {}
+    for event in billing.events.events:
+        if event.kind is BillingEventKind.FIXED_FEE:
+            first_fee.setdefault((event.price_id, event.period), event.due_at)
+    result: dict[str, tuple[tuple[Period, datetime], ...]] = {}
+    for price in billing.events.periods:
+        if price.kind is ItemKind.FIXED:
+            result[price.price_id] = tuple(
+                (period, first_fee.get((price.price_id, period), period.start)) for period in price.periods
+            )
+        else:
+            result[price.price_id] = tuple((period, period.end) for period in price.periods)
+    return result
+
+
+def charge_info_for(context: InvoiceContext, key: LineKey) -> ChargeInfo | None:
+    """The info of a charge line billed before and not recomputed now (its usage was not re-read)."""
+    billing = context.subscription(key.subscription_id)
+    if billing is None or key.kind not in FEE_KINDS | USAGE_KINDS:
+        return None
+    try:
+        ref = billing.price(key.price_id)
+    except Rejected:
+        return None
+    periods = price_periods(billing).get(key.price_id, ())
+    billing_period = next(
+        (p for p, _ in periods if p.start <= key.service_start < p.end or p == key.service_period), key.service_period
+    )
+    due_at = key.service_start if key.kind in FEE_KINDS else key.service_end
+    return ChargeInfo(
+        price=ref.source(),
+        meter=ref.price.meter or "",
+        billing_period=billing_period,
+        price_periods=periods,
+        due_at=due_at,
+    )
+
+
+def _info(
+    billing: SubscriptionBilling,
+    price_id: str,
+    period: Period,
+    periods: dict[str, tuple[tuple[Period, datetime], ...]],
+    due_at: datetime,
+) -> ChargeInfo:
+    ref = billing.price(price_id)
+    return ChargeInfo(
+        price=ref.source(),
+        meter=ref.price.meter or "",
+        billing_period=period,
+        price_periods=periods.get(price_id, ()),
+        due_at=due_at,
+    )
+
+
+def _fee_line(context: InvoiceContext, billing: SubscriptionBilling, event: BillingEvent) -> ExpectedLine:
+    ref = billing.price(event.price_id)
+    exact = event.amount if event.amount is not None else _ZERO
+    credit = event.kind is BillingEventKind.FIXED_FEE_CREDIT
+    kind = LineKind.FIXED_FEE_CREDIT if credit else LineKind.FIXED_FEE
+    prorated = event.proration is not None and not event.proration.is_full
+    what = f"{ref.name} × {event.quantity}"
+    description = f"Unused time on {what}" if credit else (f"{what} (prorated)" if prorated else what)
+    return ExpectedLine(
+        key=LineKey(
+            billing.subscription_id,
+            event.price_id,
+            event.service_period.start,
+            event.service_period.end,
+            (),
+            kind,
+        ),
+        amount_minor=round_to_unit(exact, context.currency, ref.price.rounding),
+        due_at=event.due_at,
+        description=description,
+        product=ref.product,
+        explanation=Explanation(
+            price=ref.source(),
+            billing_period=event.period,
+            quantity=None if event.quantity is None else Decimal(event.quantity),
+            unit_amount=event.unit_amount,
+            proration=event.proration,
+            exact_amount=exact,
+            rounding=ref.price.rounding,
+        ),
+    )
+
+
+def _readings_by_period(context: InvoiceContext) -> dict[tuple[str, str, Period], list[UsageReading]]:
+    by_period: dict[tuple[str, str, Period], list[UsageReading]] = {}
+    for reading in context.usage:
+        by_period.setdefault((reading.subscription_id, reading.price_id, reading.period), []).append(reading)
+    return by_period
+
+
+def _due_usage_periods(billing: SubscriptionBilling) -> list[tuple[str, Period]]:
+    seen: dict[tuple[str, Period], None] = {}
+    for event in billing.events.events:
+        if event.kind is BillingEventKind.USAGE:
+            seen.setdefault((event.price_id, event.period), None)
+    return list(seen)
+
+
+def _billed_in_full(context: InvoiceContext, subscription_id: str, price_id: str, period: Period) -> bool:
+    for key, billed in context.billed_by_key.items():
+        if (
+            key.kind is LineKind.USAGE
+            and key.subscription_id == subscription_id
+            and key.price_id == price_id
+            and key.service_period == period
+            and not billed[-1].provisional
+        ):
+            return True
+    return False
+
+
+def _usage_lines(
+    context: InvoiceContext,
+    billing: SubscriptionBilling,
+    price_id: str,
+    period: Period,
+    readings: Sequence[UsageReading],
+) -> list[ExpectedLine]:
+    ref = billing.price(price_id)
+    if ref.price.meter is None:
+        raise Rejected.because("usage_reading_price_must_be_metered", f"{price_id} is not a usage price", "usage")
+    if period not in {p for p, _ in price_periods(billing).get(price_id, ())}:
+        raise Rejected.because(
+            "usage_reading_period_unknown", f"[{period.start}, {period.end}) is not a period of {price_id}", "usage"
+        )
+    if len({reading.group for reading in readings}) != len(readings):
+        raise Rejected.because(
+            "usage_groups_must_be_distinct", "two readings of one period have the same group", "usage"
+        )
+    first = readings[0]
+    if any(r.windows != first.windows or r.progressive != first.progressive for r in readings):
+        raise Rejected.because(
+            "usage_readings_must_agree", "the readings of one period share their windows and progressive flag", "usage"
+        )
+    due = tuple(
+        sorted(
+            (
+                event.service_period
+                for event in billing.events.events
+                if event.kind is BillingEventKind.USAGE and event.price_id == price_id and event.period == period
+            ),
+            key=lambda window: window.start,
+        )
+    )
+    windows = tuple(sorted(first.windows, key=lambda window: window.start))
+    if not windows or (not first.progressive and windows != due):
+        raise Rejected.because(
+            "usage_windows_must_match_billing_events",
+            "a closing reading measures exactly the due usage windows of its period",
+            "usage.windows",
+        )
+    closed = not first.progressive and (period.end <= context.through or billing.events.next_due_at is None)
+    # Minimum and maximum apply to the whole period (all groups together), so groups are rated
+    # without them and the period's adjustment is its own line.
+    bare = dataclasses.replace(ref.price, minimum_amount=None, maximum_amount=None)
+    due_at = windows[-1].end
+    lines: list[ExpectedLine] = []
+    exact_total = _ZERO
+    for reading in sorted(readings, key=lambda r: tuple((v is not None, v or "") for v in r.group)):
+        rating = rate(bare, reading.usage)
+        exact_total = COMPUTATION_CONTEXT.add(exact_total, rating.amount)
+        group_text = "" if not reading.group else " (" + ", ".join(v or "—" for v in reading.group) + ")"
+        lines.append(
+            ExpectedLine(
+                key=LineKey(billing.subscription_id, price_id, period.start, period.end, reading.group, LineKind.USAGE),
+                amount_minor=rating.amount_minor,
+                due_at=due_at,
+                description=f"{ref.name} usage{group_text}",
+                product=ref.product,
+                explanation=Explanation(
+                    price=ref.source(),
+                    billing_period=period,
+                    quantity=rating.quantity,
+                    rating=rating,
+                    usage=UsageSource(
+                        meter=ref.price.meter, windows=windows, group=reading.group, progressive=first.progressive
+                    ),
+                    exact_amount=rating.amount,
+                    rounding=ref.price.rounding,
+                ),
+            )
+        )
+    cap = _cap(ref, context.caps, billing.subscription_id)
+    adjusted = exact_total
+    if cap is not None and exact_total > cap:
+        adjusted = cap
+        lines.append(
+            _adjustment(
+                context,
+                billing,
+                ref,
+                period=period,
+                due_at=due_at,
+                kind=LineKind.USAGE_CAP,
+                exact=COMPUTATION_CONTEXT.subtract(cap, exact_total),
+            )
+        )
+    minimum = ref.price.minimum_amount
+    if closed and minimum is not None and adjusted < minimum:
+        lines.append(
+            _adjustment(
+                context,
+                billing,
+                ref,
+                period=period,
+                due_at=due_at,
+                kind=LineKind.USAGE_MINIMUM,
+                exact=COMPUTATION_CONTEXT.subtract(minimum, adjusted),
+            )
+        )
+    return lines
+
+
+def _cap(ref: PriceRef, caps: Sequence[PriceCap], subscription_id: str) -> Decimal | None:
+    bounds = [cap.maximum_amount for cap in caps if cap.applies(subscription_id, ref.price_id)]
+    if ref.price.maximum_amount is not None:
+        bounds.append(ref.price.maximum_amount)
+    return min(bounds) if bounds else None
+
+
+def _adjustment(
+    context: InvoiceContext,
+    billing: SubscriptionBilling,
+    ref: PriceRef,
+    *,
+    period: Period,
+    due_at: datetime,
+    kind: LineKind,
+    exact: Decimal,
+) -> ExpectedLine:
+    label = "minimum" if kind is LineKind.USAGE_MINIMUM else "maximum"
+    return ExpectedLine(
+        key=LineKey(billing.subscription_id, ref.price_id, period.start, period.end, (), kind),
+        amount_minor=round_to_unit(exact, context.currency, ref.price.rounding),
+        due_at=due_at,
+        description=f"{ref.name} period {label}",
+        product=ref.product,
+        explanation=Explanation(
+            price=ref.source(),
+            billing_period=period,
+            exact_amount=exact,
+            rounding=ref.price.rounding,
+            note=f"the period's usage is brought to the price's {label}",
+        ),
+    )
+
+
+def _one_off_line(context: InvoiceContext, charge: OneOffCharge) -> ExpectedLine:
+    ref = charge.price
+    if ref.price.meter is not None:
+        raise Rejected.because("one_off_price_must_not_be_metered", "a one-off charge is not usage", "price")
+    rating = rate(ref.price, Quantity(charge.quantity))
+    return ExpectedLine(
+        key=LineKey("", ref.price_id, charge.at, charge.at, (), LineKind.ONE_OFF, charge.charge_id),
+        amount_minor=rating.amount_minor,
+        due_at=charge.at,
+        description=charge.description or ref.name,
+        product=ref.product,
+        explanation=Explanation(
+            price=ref.source(),
+            quantity=rating.quantity,
+            rating=rating,
+            exact_amount=rating.amount,
+            rounding=ref.price.rounding,
+        ),
+    )

@@ -119,14 +119,20 @@ class LineKey:
         return Period(self.service_start, self.service_end)
 
     def sort_key(self) -> tuple[Any, ...]:
+        """Invoice order: by subscription, service start, kind, price; a discount right after its
+        line; commitment true-ups last."""
+        base = self.discount_base() or self
         return (
-            self.subscription_id,
-            self.service_start,
-            KIND_ORDER[self.kind],
-            self.price_id,
-            self.service_end,
-            group_sort_key(self.group),
-            self.reference,
+            base.kind is LineKind.MINIMUM_COMMITMENT,
+            base.subscription_id,
+            base.service_start,
+            KIND_ORDER[base.kind],
+            base.price_id,
+            base.service_end,
+            group_sort_key(base.group),
+            base.reference,
+            self.kind is LineKind.DISCOUNT,
+            self.reference if self.kind is LineKind.DISCOUNT else "",
         )
 
     def discount_base(self) -> LineKey | None:

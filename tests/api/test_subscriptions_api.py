@@ -8,7 +8,7 @@ from typing import Any
 from tally.adapters.ids import PLAN_VERSION, PRICE, format_id
 from tally.bootstrap import Tally
 from tests.api.support import Headers, TestClient
-from tests.subscription_support import apply_test_catalog, plan_version_id, price_id
+from tests.subscription_support import CATALOG, apply_test_catalog, plan_version_id, price_id
 
 
 def _ok(response: Any, status: int = 200) -> dict[str, Any]:
@@ -192,3 +192,36 @@ def test_bad_requests_answer_precise_codes(
         "change_dated_after_end",
     )
     assert _problem(client.get("/v1/subscriptions/sub_nope", headers=admin_headers)) == (404, "subscription_not_found")
+
+
+def test_a_flat_fee_in_arrears_is_billed_at_the_end_of_its_period(
+    client: TestClient, admin_headers: Headers, tally: Tally, tenant_id: uuid.UUID
+) -> None:
+    support = (
+        "  - {code: support, product: platform, model: flat_fee, currency: USD, amount: 31,"
+        " billing_timing: in_arrears}\n"
+    )
+    apply_test_catalog(tally, tenant_id, CATALOG.replace("plans:\n", support + "plans:\n"))
+    clock, customer = _customer_on_a_clock(client, admin_headers, "2026-01-01T00:00:00Z")
+    support_id = format_id(PRICE, price_id(tally, tenant_id, "support"))
+    created = _ok(
+        client.post(
+            "/v1/subscriptions", json={"customer": customer, "prices": [{"price": support_id}]}, headers=admin_headers
+        ),
+        201,
+    )
+    sid = created["id"]
+    assert [(item["kind"], item["billing_timing"]) for item in created["items"]] == [("fixed", "in_arrears")]
+    assert created["next_due_at"] == "2026-02-01T00:00:00Z"
+    assert _ok(client.get(f"/v1/subscriptions/{sid}/billing_events", headers=admin_headers))["events"] == []
+    # Canceled on Jan 11: ten days of January are billed then, and nothing is credited.
+    _ok(
+        client.post(
+            f"/v1/test_clocks/{clock}/advance", json={"frozen_time": "2026-01-11T00:00:00Z"}, headers=admin_headers
+        )
+    )
+    _ok(client.post(f"/v1/subscriptions/{sid}/cancel", headers=admin_headers))
+    events = _ok(client.get(f"/v1/subscriptions/{sid}/billing_events", headers=admin_headers))["events"]
+    assert [
+        (e["kind"], e["billing_timing"], e["service_period"]["end"], e["due_at"], e["amount_minor"]) for e in events
+    ] == [("fixed_fee", "in_arrears", "2026-01-11T00:00:00Z", "2026-01-11T00:00:00Z", 1000)]

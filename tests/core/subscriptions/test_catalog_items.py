@@ -9,7 +9,7 @@ import pytest
 
 from tally.core.money import currency
 from tally.core.periods import Interval
-from tally.core.rating import price_from_document
+from tally.core.rating import BillingTiming, price_from_document
 from tally.core.rejections import Rejected
 from tally.core.subscriptions import ItemKind
 from tally.core.subscriptions.catalog_items import item_id, subscription_item
@@ -46,6 +46,21 @@ def test_prices_map_to_items(document: dict[str, Any], quantity: int | None, exp
     item = subscription_item(item_id="p1", price=_price(**document), quantity=quantity)
     assert (item.kind, item.unit_amount, item.quantity, item.interval.unit.value) == expected
     assert item.currency == currency("USD")
+
+
+@pytest.mark.parametrize(
+    ("document", "timing"),
+    [
+        ({"model": "flat_fee", "amount": "49"}, BillingTiming.IN_ADVANCE),
+        ({"model": "flat_fee", "amount": "49", "billing_timing": "in_arrears"}, BillingTiming.IN_ARREARS),
+        # A seat price is billed in advance, whatever its stored timing (per-unit defaults to arrears).
+        ({"model": "per_unit", "unit_price": "12.50"}, BillingTiming.IN_ADVANCE),
+        ({"model": "per_unit", "unit_price": "12.50", "billing_timing": "in_arrears"}, BillingTiming.IN_ADVANCE),
+        ({"model": "per_unit", "unit_price": "0.000002", "meter": "tokens"}, BillingTiming.IN_ARREARS),
+    ],
+)
+def test_a_flat_fee_keeps_its_billing_timing(document: dict[str, Any], timing: BillingTiming) -> None:
+    assert subscription_item(item_id="p1", price=_price(**document), quantity=None).billing_timing is timing
 
 
 @pytest.mark.parametrize(

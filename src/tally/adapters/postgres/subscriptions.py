@@ -18,6 +18,7 @@ import psycopg
 from tally.adapters.pagination import Page, PageRequest
 from tally.core import money
 from tally.core.periods import Interval
+from tally.core.rating.models import BillingTiming
 from tally.core.rejections import InvariantViolation
 from tally.core.subscriptions import (
     BillingAnchor,
@@ -123,6 +124,7 @@ def _encode_item(item: SubscriptionItem, origin: ItemOrigin) -> dict[str, Any]:
         "custom_unit": item.currency.is_custom,
         "unit_amount": None if item.unit_amount is None else str(item.unit_amount),
         "quantity": item.quantity,
+        "billing_timing": None if item.billing_timing is None else item.billing_timing.value,
         "price_id": str(origin.price_id),
         "override_id": None if origin.override_id is None else str(origin.override_id),
         "price_code": origin.price_code,
@@ -139,6 +141,8 @@ def _decode_item(document: Mapping[str, Any]) -> tuple[SubscriptionItem, ItemOri
         currency=unit,
         unit_amount=None if amount is None else Decimal(amount),
         quantity=document["quantity"],
+        # Items recorded before fixed fees could be billed in arrears have no timing: the default.
+        billing_timing=None if document.get("billing_timing") is None else BillingTiming(document["billing_timing"]),
     )
     override = document["override_id"]
     origin = ItemOrigin(

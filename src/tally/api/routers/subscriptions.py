@@ -199,7 +199,8 @@ class ItemResource(ApiModel):
     price: str
     price_override: str | None
     price_code: str | None
-    kind: str = Field(description="fixed (billed in advance) or usage (rated in arrears).")
+    kind: str = Field(description="fixed (a fee per period) or usage (rated in arrears).")
+    billing_timing: str = Field(description="in_advance or in_arrears (fixed fees); usage is in arrears.")
     interval: IntervalResource
     currency: str
     unit_amount: str | None = Field(description="Exact decimal, fixed fees only.")
@@ -279,6 +280,9 @@ class BillingEventResource(ApiModel):
     service_period: PeriodResource
     due_at: datetime
     currency: str
+    billing_timing: str | None = Field(
+        description="Fixed fees: in_advance (due at the start) or in_arrears (at the end)."
+    )
     unit_amount: str | None
     quantity: int | None
     proration: ProrationResource | None
@@ -316,6 +320,7 @@ def _item(item: SubscriptionItem, origins: Mapping[str, ItemOrigin]) -> ItemReso
         price_override=override,
         price_code=origin.price_code if origin else None,
         kind=item.kind.value,
+        billing_timing=item.timing.value,
         interval=IntervalResource(unit=item.interval.unit.value, count=item.interval.count),
         currency=item.currency.code,
         unit_amount=None if item.unit_amount is None else str(item.unit_amount),
@@ -418,6 +423,7 @@ def _event(event: BillingEvent) -> BillingEventResource:
         service_period=_period(event.service_period),
         due_at=event.due_at,
         currency=event.currency.code,
+        billing_timing=None if event.billing_timing is None else event.billing_timing.value,
         unit_amount=None if event.unit_amount is None else str(event.unit_amount),
         quantity=event.quantity,
         proration=None

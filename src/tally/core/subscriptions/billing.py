@@ -8,6 +8,9 @@ periods of that price's own cycle and returns the events that are due at or befo
   start on a calendar anchor, the end of a trial, a resume, an added price, a larger quantity).
 - `fixed_fee_credit`: the unused part `[change, period end)` of a fee already charged for the
   period, negative, due at the change (a downgrade, a removed price, a pause, an immediate cancel).
+- `fixed_fee` of a fee billed **in arrears**: one event per span of the period in which the fee was
+  held at one quantity, for that span only (prorated), due at its end. Nothing was billed ahead,
+  so nothing is ever credited.
 - `usage`: a service window of a usage price, to be rated and billed in arrears, due at its end.
   Windows are cut at period boundaries and wherever the price stops or starts being billable.
 - `trial` / `paused`: the windows of a price in which nothing is billed, due at their end, so
@@ -30,6 +33,7 @@ from fractions import Fraction
 
 from tally.core.money import COMPUTATION_CONTEXT, RoundingMode, Unit, round_to_unit
 from tally.core.periods import Period
+from tally.core.rating.models import BillingTiming
 from tally.core.rejections import Rejected, require
 from tally.core.subscriptions.cycles import PERIODS_MAX, BillingCycle, ProrationBasis, check_moment
 from tally.core.subscriptions.timeline import (
@@ -107,6 +111,7 @@ class BillingEvent:
     due_at: datetime
     currency: Unit
     # Fixed fees and credits only.
+    billing_timing: BillingTiming | None = None
     unit_amount: Decimal | None = None
     quantity: int | None = None
     proration: Proration | None = None
@@ -313,6 +318,8 @@ class _PeriodWalk:
     def fixed(self, track: _PriceTrack, period: Period) -> list[BillingEvent]:
         """Charges in advance as the period unfolds: the fee billed for the rest of the period is
         tracked, and each prorated change credits what was billed and charges the new fee."""
+        if self.price.in_arrears:
+            return self.arrears(track, period)
         events: list[BillingEvent] = []
         start_value = track.value_at(period.start)
         billed = start_value.quantity if start_value.state is _State.ACTIVE else None
@@ -331,6 +338,19 @@ class _PeriodWalk:
             billed = new
         events.extend(self._marks(track, period))
         return [event for event in events if event.due_at <= self.through]
+
+    def arrears(self, track: _PriceTrack, period: Period) -> list[BillingEvent]:
+        """A fee billed in arrears: each span of the period held at one quantity is charged at its
+        end, for that span. `prorate` does not matter: nothing was billed ahead to credit or keep.
+        A span of no whole unit (a change within the same billing day) bills nothing."""
+        events = [
+            self._arrears_fee(period, piece, value.quantity)
+            for piece, value in track.segments(period)
+            if value.state is _State.ACTIVE and value.quantity
+        ]
+        charged = [event for event in events if event.proration is not None and event.proration.units_used > 0]
+        charged.extend(self._marks(track, period))
+        return [event for event in charged if event.due_at <= self.through]
 
     def usage(self, track: _PriceTrack, period: Period) -> list[BillingEvent]:
         events = [
@@ -361,11 +381,23 @@ class _PeriodWalk:
         )
 
     def _fee(self, period: Period, start: datetime, quantity: int, *, credit: bool) -> BillingEvent:
-        """The fee for `[start, period end)`: charged, or credited (negative)."""
+        """The fee in advance for `[start, period end)`, due at `start`: charged, or credited (negative)."""
+        return self._charge(period, Period(start, period.end), quantity, due_at=start, credit=credit)
+
+    def _arrears_fee(self, period: Period, service: Period, quantity: int | None) -> BillingEvent:
+        require(quantity is not None, "a billable fixed fee has a quantity")
+        return self._charge(period, service, quantity or 0, due_at=service.end, credit=False)
+
+    def _charge(
+        self, period: Period, service: Period, quantity: int, *, due_at: datetime, credit: bool
+    ) -> BillingEvent:
+        """The fee for `service` (part of `period`): `unit_amount × quantity × its share of the period`."""
         unit_amount = self.price.unit_amount
         require(unit_amount is not None, "fixed fees carry a unit amount")
         units_in_period = self.cycle.position(period, period.end, self.basis)
-        units_used = units_in_period - self.cycle.position(period, start, self.basis)
+        units_used = self.cycle.position(period, service.end, self.basis) - self.cycle.position(
+            period, service.start, self.basis
+        )
         proration = Proration(self.basis, units_used, units_in_period)
         full = COMPUTATION_CONTEXT.multiply(unit_amount or Decimal(0), Decimal(quantity))
         if proration.is_full:
@@ -379,9 +411,10 @@ class _PeriodWalk:
             price_id=self.price.price_id,
             kind=BillingEventKind.FIXED_FEE_CREDIT if credit else BillingEventKind.FIXED_FEE,
             period=period,
-            service_period=Period(start, period.end),
-            due_at=start,
+            service_period=service,
+            due_at=due_at,
             currency=self.price.currency,
+            billing_timing=self.price.billing_timing,
             unit_amount=unit_amount,
             quantity=quantity,
             proration=proration,

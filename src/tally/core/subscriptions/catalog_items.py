@@ -6,11 +6,15 @@ A subscription item (`SubscriptionItem`) is the minimal shape billing events nee
 | price | item |
 |---|---|
 | metered (has a `meter`) | `usage`: rated in arrears by its price; no quantity |
-| `flat_fee` | `fixed`: `unit_amount` = the fee, × `quantity` (default 1) |
-| `per_unit`, no meter (seats) | `fixed`: `unit_amount` = the unit price, × `quantity` (default 1) |
+| `flat_fee` | `fixed`: `unit_amount` = the fee, × `quantity` (default 1), billed at the price's `billing_timing` |
+| `per_unit`, no meter (seats) | `fixed`: `unit_amount` = the unit price, × `quantity` (default 1), in advance |
 
-Fixed fees are billed in advance (the subscription core's cadence for them), whatever the price's
-`billing_timing` says; fixed fees billed in arrears are not supported yet.
+A flat fee is billed in advance unless its price says `billing_timing: in_arrears`: then each
+period is billed at its end, for the time the fee was held (see billing.py). A flat fee's timing is
+always a choice, since its default is in advance. A per-unit seat price is billed in advance
+whatever its `billing_timing`: the catalog's default for `per_unit` is in arrears (right for
+metered usage) and is stored spelled out, so a seat price's stored timing cannot tell a choice from
+the default, and seats have always been billed in advance here.
 
 Anything else cannot be held by a subscription, with a stable code: a one-off price (no interval:
 `price_must_be_recurring`), or a recurring price that is neither metered nor a flat or per-unit
@@ -27,7 +31,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from tally.core.rating.models import FlatFee, PerUnit, Price
+from tally.core.rating.models import BillingTiming, FlatFee, PerUnit, Price
 from tally.core.rejections import Rejected
 from tally.core.subscriptions.timeline import ItemKind, SubscriptionItem
 
@@ -49,12 +53,14 @@ def subscription_item(*, item_id: str, price: Price, quantity: int | None, field
                 "quantity_applies_to_fixed_fees", "a usage price has no quantity", f"{field}.quantity"
             )
         return SubscriptionItem(price_id=item_id, kind=ItemKind.USAGE, interval=price.interval, currency=price.unit)
-    # Fixed fees are billed in advance by the subscription core. A seat price the catalog leaves at
-    # its default timing (in arrears for per-unit) is still a seat fee: it is billed in advance here.
+    # A seat price the catalog leaves at its default timing (in arrears for per-unit) is still a seat
+    # fee billed in advance; a flat fee keeps its timing (see the table above).
     unit_amount: Decimal | None
+    timing = BillingTiming.IN_ADVANCE
     match price.model:
         case FlatFee(amount=amount):
             unit_amount = amount
+            timing = price.billing_timing or BillingTiming.IN_ADVANCE
         case PerUnit(unit_price=unit_price):
             unit_amount = unit_price
         case _:
@@ -67,6 +73,7 @@ def subscription_item(*, item_id: str, price: Price, quantity: int | None, field
             currency=price.unit,
             unit_amount=unit_amount,
             quantity=1 if quantity is None else quantity,
+            billing_timing=timing,
         )
     raise Rejected.because(
         "price_not_subscribable",

@@ -25,6 +25,7 @@ from enum import StrEnum
 
 from tally.core.money import Unit
 from tally.core.periods import Interval
+from tally.core.rating.models import BillingTiming
 from tally.core.rejections import InvariantViolation, Rejected, require
 from tally.core.subscriptions.cycles import BillingAnchor, BillingCycle, ProrationBasis, check_moment, zone
 
@@ -36,7 +37,7 @@ SUBSCRIPTION_ID_LENGTH_MAX = 255
 
 
 class ItemKind(StrEnum):
-    # A recurring fee billed in advance: unit_amount × quantity per period.
+    # A recurring fee: unit_amount × quantity per period, billed in advance (default) or in arrears.
     FIXED = "fixed"
     # Usage of a meter, rated and billed in arrears per period.
     USAGE = "usage"
@@ -66,6 +67,9 @@ class SubscriptionItem:
     unit_amount: Decimal | None = None
     # Fixed fees: seats or units. Usage items have no quantity of their own (always 1).
     quantity: int = 1
+    # When a period is billed. Default (None): in advance for fixed fees, in arrears for usage. A
+    # fixed fee in arrears is billed at the end of each span it was held, for that span only.
+    billing_timing: BillingTiming | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.unit_amount, float) or isinstance(self.quantity, float):
@@ -98,11 +102,29 @@ class SubscriptionItem:
                 raise Rejected.because("quantity_applies_to_fixed_fees", "only fixed fees have a quantity", "quantity")
         if type(self.quantity) is not int or not 0 <= self.quantity <= QUANTITY_MAX:
             raise Rejected.because("quantity_out_of_range", f"a quantity is 0 to {QUANTITY_MAX}", "quantity")
+        timing = self.billing_timing
+        if timing is None:
+            timing = BillingTiming.IN_ADVANCE if self.kind is ItemKind.FIXED else BillingTiming.IN_ARREARS
+        object.__setattr__(self, "billing_timing", BillingTiming(timing))
+        if self.kind is ItemKind.USAGE and self.billing_timing is BillingTiming.IN_ADVANCE:
+            raise Rejected.because(
+                "usage_must_be_billed_in_arrears", "usage is known only once it happened", "billing_timing"
+            )
 
     @property
-    def definition(self) -> tuple[ItemKind, Interval, Unit, Decimal | None]:
+    def timing(self) -> BillingTiming:
+        """`billing_timing`, always set once constructed (the kind's default when not given)."""
+        require(self.billing_timing is not None, "an item's timing is set on construction")
+        return self.billing_timing or BillingTiming.IN_ADVANCE
+
+    @property
+    def in_arrears(self) -> bool:
+        return self.timing is BillingTiming.IN_ARREARS
+
+    @property
+    def definition(self) -> tuple[ItemKind, Interval, Unit, Decimal | None, BillingTiming | None]:
         """What a price id stands for; the quantity is the subscription's, not the price's."""
-        return (self.kind, self.interval, self.currency, self.unit_amount)
+        return (self.kind, self.interval, self.currency, self.unit_amount, self.billing_timing)
 
 
 # ----- entries: a closed union of facts ---------------------------------------------------------
@@ -515,7 +537,7 @@ class _Folder:
                 raise Rejected.because(
                     "price_definition_must_not_change",
                     f"{item.price_id} was {known.kind} every {known.interval.count} {known.interval.unit} "
-                    f"at {known.unit_amount}; a different price needs a different id",
+                    f"at {known.unit_amount}, {known.billing_timing}; a different price needs a different id",
                     f"{where}[{index}]",
                 )
         self.items = {item.price_id: item for item in items}

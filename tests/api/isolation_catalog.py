@@ -71,6 +71,10 @@ def _version(code: str) -> dict[str, str]:
     return {"code": code, "version": "1"}
 
 
+def _relabel(client: TestClient, headers: Headers) -> dict[str, Any]:
+    return {"name": "Renamed", "metadata": {"team": "billing"}}
+
+
 def _draft_edit(client: TestClient, headers: Headers) -> dict[str, Any]:
     return {"trial_days": 7}
 
@@ -87,14 +91,25 @@ VERSION_ROUTES = (
 )
 
 FACTORIES = [
-    IsolationFactory(prefix="/v1/products", create=create_product, creates_via=frozenset({("POST", "/v1/products")})),
-    IsolationFactory(prefix="/v1/features", create=create_feature, creates_via=frozenset({("POST", "/v1/features")})),
+    IsolationFactory(
+        prefix="/v1/products",
+        create=create_product,
+        creates_via=frozenset({("POST", "/v1/products")}),
+        bodies={("PATCH", "/v1/products/{code}"): _relabel},
+    ),
+    IsolationFactory(
+        prefix="/v1/features",
+        create=create_feature,
+        creates_via=frozenset({("POST", "/v1/features")}),
+        bodies={("PATCH", "/v1/features/{code}"): _relabel},
+    ),
     IsolationFactory(
         prefix="/v1/plans",
         create=create_plan,
         creates_via=frozenset({("POST", "/v1/plans")}),
         path_params={route: _version for route in VERSION_ROUTES},
         bodies={
+            ("PATCH", "/v1/plans/{code}"): _relabel,
             ("PATCH", "/v1/plans/{code}/versions/{version}"): _draft_edit,
             ("POST", "/v1/plans/{code}/versions/{version}"): _draft_edit,
             # A's plan already has a draft: A's own request answers 409, B's 404.

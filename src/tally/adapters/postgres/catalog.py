@@ -267,9 +267,12 @@ def update_feature(
     return FeatureRow(*row)
 
 
-def get_feature(connection: Connection, tenant_id: uuid.UUID, code: str) -> FeatureRow | None:
+def get_feature(
+    connection: Connection, tenant_id: uuid.UUID, code: str, *, for_update: bool = False
+) -> FeatureRow | None:
+    lock = " FOR UPDATE" if for_update else ""
     row = connection.execute(
-        f"SELECT {FEATURE_COLUMNS} FROM features WHERE tenant_id = %s AND code = %s", (tenant_id, code)
+        f"SELECT {FEATURE_COLUMNS} FROM features WHERE tenant_id = %s AND code = %s{lock}", (tenant_id, code)
     ).fetchone()
     return FeatureRow(*row) if row else None
 

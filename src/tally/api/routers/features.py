@@ -1,10 +1,11 @@
 """/v1/features: what plans grant — a boolean flag or a numeric limit. Plans store entitlements to
-them; enforcing entitlements is a later module's. A feature's kind never changes."""
+them; enforcing entitlements is a later module's. A feature's code and kind never change; its name
+and metadata do (`PATCH /v1/features/{code}`)."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import ClassVar, Literal
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import Field
@@ -13,11 +14,13 @@ from tally.adapters import ids
 from tally.adapters.pagination import PageRequest
 from tally.api.auth import Principal, require_scope
 from tally.api.context import get_tally
+from tally.api.labels import LabelsPatch
 from tally.api.pagination import list_response, page_request
 from tally.api.problems import register_status
 from tally.api.schemas import ApiModel, ListResponse, Metadata, Resource
 from tally.app import catalog_queries
 from tally.app.create_feature import FeatureInput, create_feature
+from tally.app.update_catalog_labels import Labeled, update_catalog_labels
 from tally.bootstrap import Tally
 
 router = APIRouter(prefix="/features", tags=["Catalog"])
@@ -81,3 +84,26 @@ def get_feature(
     code: str, principal: Principal = require_scope("read"), tally: Tally = Depends(get_tally)
 ) -> FeatureResource:
     return _feature(catalog_queries.get_feature(tally.engine, principal.tenant_id, code))
+
+
+class FeatureLabelsPatch(LabelsPatch):
+    IMMUTABLE: ClassVar[dict[str, str]] = {
+        **LabelsPatch.IMMUTABLE,
+        "kind": "plans grant entitlements of this kind; a different kind is a new feature",
+    }
+
+
+@router.patch("/{code}", response_model=FeatureResource, summary="Change a feature's labels")
+def patch_feature(
+    code: str,
+    body: FeatureLabelsPatch,
+    principal: Principal = require_scope("admin"),
+    tally: Tally = Depends(get_tally),
+) -> FeatureResource:
+    """`name` and `metadata` (replaced whole). A feature has no description
+    (`feature_description_not_supported`); its code and kind never change (`field_immutable`)."""
+    return _feature(
+        update_catalog_labels(
+            tally.engine, tally.clock, principal.tenant_id, kind=Labeled.FEATURE, code=code, update=body.update()
+        )
+    )

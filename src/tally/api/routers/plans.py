@@ -1,9 +1,10 @@
 """/v1/plans: plans and their numbered versions.
 
-A plan is a code and labels; what it sells lives in versions. A version starts as a draft (one per
-plan) that can be edited; `publish` makes it immutable forever (409 `plan_version_immutable` for
-any later edit — the database refuses it too), so subscriptions can rely on it. A change is a new
-version. Moving subscriptions between versions is an explicit operation of the subscriptions API.
+A plan is a code and labels (changed with `PATCH /v1/plans/{code}`); what it sells lives in
+versions. A version starts as a draft (one per plan) that can be edited; `publish` makes it
+immutable forever (409 `plan_version_immutable` for any later edit — the database refuses it too),
+so subscriptions can rely on it. A change is a new version. Moving subscriptions between versions is
+an explicit operation of the subscriptions API.
 
 Items name prices by id (`price_…`, active ones), with a default `quantity` for fixed fees (seats);
 entitlements map feature codes to true/false (flags) or a whole number (limits).
@@ -12,7 +13,7 @@ entitlements map feature codes to true/false (flags) or a whole number (limits).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import ClassVar, Literal
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import Field, StrictBool, StrictInt
@@ -21,6 +22,7 @@ from tally.adapters import ids
 from tally.adapters.pagination import PageRequest
 from tally.api.auth import Principal, require_scope
 from tally.api.context import get_tally
+from tally.api.labels import LabelsPatch
 from tally.api.pagination import list_response, page_request
 from tally.api.problems import register_status
 from tally.api.schemas import ApiModel, ListResponse, Metadata, Resource
@@ -28,6 +30,7 @@ from tally.app import catalog_queries
 from tally.app.create_plan import PlanInput, create_plan
 from tally.app.create_plan_version import PlanVersionInput, create_plan_version
 from tally.app.publish_plan_version import publish_plan_version
+from tally.app.update_catalog_labels import Labeled, update_catalog_labels
 from tally.app.update_plan_version import PlanVersionUpdate, update_plan_version
 from tally.bootstrap import Tally
 from tally.core.catalog.model import ENTITLEMENTS_MAX, PLAN_ITEMS_MAX, TRIAL_DAYS_MAX, PlanItem
@@ -246,3 +249,26 @@ def publish(
 ) -> PlanVersionResource:
     """From now on the version never changes. Its prices must still be active."""
     return _version(publish_plan_version(tally.engine, tally.clock, principal.tenant_id, code, version))
+
+
+class PlanLabelsPatch(LabelsPatch):
+    IMMUTABLE: ClassVar[dict[str, str]] = {
+        **LabelsPatch.IMMUTABLE,
+        **dict.fromkeys(
+            ("items", "trial_days", "entitlements", "version"),
+            "what a plan sells lives in its versions: edit the draft or create a new version",
+        ),
+    }
+
+
+@router.patch("/{code}", response_model=PlanResource, summary="Change a plan's labels")
+def patch_plan(
+    code: str, body: PlanLabelsPatch, principal: Principal = require_scope("admin"), tally: Tally = Depends(get_tally)
+) -> PlanResource:
+    """`name`, `description`, `metadata` (replaced whole). Prices, trial and entitlements live in
+    versions (`field_immutable` here); the code never changes."""
+    return _plan(
+        update_catalog_labels(
+            tally.engine, tally.clock, principal.tenant_id, kind=Labeled.PLAN, code=code, update=body.update()
+        )
+    )

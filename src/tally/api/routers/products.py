@@ -1,7 +1,8 @@
 """/v1/products and /v1/features: what prices belong to, and what plans grant.
 
-Reading needs `read`; creating needs `admin`. Codes are stable and unique per tenant (409
-`product_code_taken` / `feature_code_taken`). Catalog files (`tally catalog apply`) edit labels.
+Reading needs `read`; creating and relabeling need `admin`. Codes are stable and unique per tenant
+(409 `product_code_taken` / `feature_code_taken`). Labels (name, description, metadata) change with
+`PATCH /v1/products/{code}` or catalog files (`tally catalog apply`); codes never do.
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ from tally.adapters import ids
 from tally.adapters.pagination import PageRequest
 from tally.api.auth import Principal, require_scope
 from tally.api.context import get_tally
+from tally.api.labels import LabelsPatch
 from tally.api.pagination import list_response, page_request
 from tally.api.problems import register_status
 from tally.api.schemas import ApiModel, ListResponse, Metadata, Resource
 from tally.app import catalog_queries
 from tally.app.create_product import ProductInput, create_product
+from tally.app.update_catalog_labels import Labeled, update_catalog_labels
 from tally.bootstrap import Tally
 
 router = APIRouter(prefix="/products", tags=["Catalog"])
@@ -84,3 +87,15 @@ def get_product(
     code: str, principal: Principal = require_scope("read"), tally: Tally = Depends(get_tally)
 ) -> ProductResource:
     return _product(catalog_queries.get_product(tally.engine, principal.tenant_id, code))
+
+
+@router.patch("/{code}", response_model=ProductResource, summary="Change a product's labels")
+def patch_product(
+    code: str, body: LabelsPatch, principal: Principal = require_scope("admin"), tally: Tally = Depends(get_tally)
+) -> ProductResource:
+    """`name`, `description`, `metadata` (replaced whole); the code never changes (`field_immutable`)."""
+    return _product(
+        update_catalog_labels(
+            tally.engine, tally.clock, principal.tenant_id, kind=Labeled.PRODUCT, code=code, update=body.update()
+        )
+    )

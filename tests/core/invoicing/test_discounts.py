@@ -210,3 +210,17 @@ def test_wrong_currency_and_bad_coupons_are_refused() -> None:
         "id": "coupon_id_invalid",
     }
     assert dataclasses.replace(euros, currency=USD).currency == USD
+
+
+def test_amount_off_never_exceeds_the_period_net_of_its_credits() -> None:
+    # Five seats ($100), all removed on January 16: 16 of 31 days credited ($51.61), $48.39 left.
+    entries = (started(seats(5)), QuantityChanged(effective_at=utc(2026, 1, 16), price_id="seats", quantity=0))
+    month = subscription(*entries, through=utc(2026, 1, 16))
+    coupon = redeemed(amount(8_000, ONCE))
+    proposal = propose(context(utc(2026, 1, 16), subscriptions=(month,), redemptions=(coupon,)))
+    assert [(line.key.kind.value, line.amount_minor) for line in proposal.lines] == [
+        ("fixed_fee", 10_000),
+        ("discount", -4_839),
+        ("fixed_fee_credit", -5_161),
+    ]
+    assert proposal.totals.total_minor == 0

@@ -51,6 +51,9 @@ class Charges:
     info: dict[LineKey, ChargeInfo]
     # The usage periods (subscription, price, period) re-rated from a reading.
     read: frozenset[tuple[str, str, Period]]
+    # Usage periods billed before that the subscription no longer bills at all (a backdated cancel
+    # or pause): what they carry is taken back.
+    gone: frozenset[tuple[str, str, Period]]
 
 
 def charges(context: InvoiceContext) -> Charges:
@@ -91,7 +94,29 @@ def charges(context: InvoiceContext) -> Charges:
         info[line.key] = ChargeInfo(
             price=charge.price.source(), meter="", billing_period=moment, price_periods=(), due_at=charge.at
         )
-    return Charges(lines=tuple(lines), info=info, read=frozenset(read))
+    return Charges(lines=tuple(lines), info=info, read=frozenset(read), gone=frozenset(_gone(context)))
+
+
+def _gone(context: InvoiceContext) -> set[tuple[str, str, Period]]:
+    """Billed usage periods with no usage to bill any more: the price is not held in the period at
+    all, or the period is over and none of it was a usage window. (A period still under way and
+    held, say billed by a threshold, stays as billed.)"""
+    gone: set[tuple[str, str, Period]] = set()
+    for key in context.billed_by_key:
+        if key.kind not in USAGE_KINDS:
+            continue
+        billing = context.subscription(key.subscription_id)
+        if billing is None:
+            continue
+        period = key.service_period
+        held = {p for p, _ in price_periods(billing).get(key.price_id, ())}
+        windows = any(
+            event.kind is BillingEventKind.USAGE and event.price_id == key.price_id and event.period == period
+            for event in billing.events.events
+        )
+        if period.start <= context.through and (period not in held or (period.end <= context.through and not windows)):
+            gone.add((key.subscription_id, key.price_id, period))
+    return gone
 
 
 def price_periods(billing: SubscriptionBilling) -> dict[str, tuple[tuple[Period, datetime], ...]]:

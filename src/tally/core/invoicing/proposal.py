@@ -109,7 +109,8 @@ def propose(context: InvoiceContext) -> Proposal:
         if base.kind in FEE_KINDS:
             return context.subscription(base.subscription_id) is not None and base.service_start <= context.through
         if base.kind in USAGE_KINDS:
-            return (base.subscription_id, base.price_id, base.service_period) in computed.read
+            usage_period = (base.subscription_id, base.price_id, base.service_period)
+            return usage_period in computed.read or usage_period in computed.gone
         if base.kind is LineKind.ONE_OFF:
             return any(charge.charge_id == base.reference for charge in context.one_off_charges)
         if base.kind is LineKind.MINIMUM_COMMITMENT:

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import psycopg
 
@@ -19,6 +19,7 @@ DRAFT = "draft"
 PUBLISHED = "published"
 
 Connection = psycopg.Connection[Any]
+RowT = TypeVar("RowT")
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +139,40 @@ def _keyset(column: str, page: PageRequest, filters: list[str], parameters: dict
     return f"WHERE {' AND '.join(filters)} ORDER BY {column} {order} LIMIT %(limit)s"
 
 
+@dataclass(frozen=True, slots=True)
+class _CodedTable(Generic[RowT]):
+    """Reads of a table whose rows a tenant names by code (products, features, plans), oldest first."""
+
+    table: str
+    # The SELECT … FROM of a row, its table aliased or not; `alias` is "p." or "".
+    select: str
+    alias: str
+    row: Callable[..., RowT]
+
+    def get(self, connection: Connection, tenant_id: uuid.UUID, code: str, *, for_update: bool) -> RowT | None:
+        if for_update:
+            # Locked on its own: the select may join or aggregate, which FOR UPDATE does not allow.
+            connection.execute(
+                f"SELECT 1 FROM {self.table} WHERE tenant_id = %s AND code = %s FOR UPDATE", (tenant_id, code)
+            )
+        row = connection.execute(
+            f"{self.select} WHERE {self.alias}tenant_id = %s AND {self.alias}code = %s", (tenant_id, code)
+        ).fetchone()
+        return self.row(*row) if row else None
+
+    def page(self, connection: Connection, tenant_id: uuid.UUID, page: PageRequest) -> Page[RowT]:
+        parameters: dict[str, Any] = {"tenant_id": tenant_id}
+        tail = _keyset(f"{self.alias}id", page, [f"{self.alias}tenant_id = %(tenant_id)s"], parameters)
+        rows = connection.execute(f"{self.select} {tail}", parameters).fetchall()
+        return _page([self.row(*row) for row in rows], page)
+
+    def all(self, connection: Connection, tenant_id: uuid.UUID) -> list[RowT]:
+        rows = connection.execute(
+            f"{self.select} WHERE {self.alias}tenant_id = %s ORDER BY {self.alias}id", (tenant_id,)
+        ).fetchall()
+        return [self.row(*row) for row in rows]
+
+
 # ----- units and meters the catalog refers to -------------------------------------------------------
 
 
@@ -199,28 +234,21 @@ def update_product(
     return ProductRow(*row)
 
 
+_PRODUCTS = _CodedTable("products", f"SELECT {PRODUCT_COLUMNS} FROM products", "", ProductRow)
+
+
 def get_product(
     connection: Connection, tenant_id: uuid.UUID, code: str, *, for_update: bool = False
 ) -> ProductRow | None:
-    lock = " FOR UPDATE" if for_update else ""
-    row = connection.execute(
-        f"SELECT {PRODUCT_COLUMNS} FROM products WHERE tenant_id = %s AND code = %s{lock}", (tenant_id, code)
-    ).fetchone()
-    return ProductRow(*row) if row else None
+    return _PRODUCTS.get(connection, tenant_id, code, for_update=for_update)
 
 
 def list_products(connection: Connection, tenant_id: uuid.UUID, page: PageRequest) -> Page[ProductRow]:
-    parameters: dict[str, Any] = {"tenant_id": tenant_id}
-    tail = _keyset("id", page, ["tenant_id = %(tenant_id)s"], parameters)
-    rows = connection.execute(f"SELECT {PRODUCT_COLUMNS} FROM products {tail}", parameters).fetchall()
-    return _page([ProductRow(*row) for row in rows], page)
+    return _PRODUCTS.page(connection, tenant_id, page)
 
 
 def all_products(connection: Connection, tenant_id: uuid.UUID) -> list[ProductRow]:
-    rows = connection.execute(
-        f"SELECT {PRODUCT_COLUMNS} FROM products WHERE tenant_id = %s ORDER BY id", (tenant_id,)
-    ).fetchall()
-    return [ProductRow(*row) for row in rows]
+    return _PRODUCTS.all(connection, tenant_id)
 
 
 def count(connection: Connection, table: str, tenant_id: uuid.UUID) -> int:
@@ -267,28 +295,21 @@ def update_feature(
     return FeatureRow(*row)
 
 
+_FEATURES = _CodedTable("features", f"SELECT {FEATURE_COLUMNS} FROM features", "", FeatureRow)
+
+
 def get_feature(
     connection: Connection, tenant_id: uuid.UUID, code: str, *, for_update: bool = False
 ) -> FeatureRow | None:
-    lock = " FOR UPDATE" if for_update else ""
-    row = connection.execute(
-        f"SELECT {FEATURE_COLUMNS} FROM features WHERE tenant_id = %s AND code = %s{lock}", (tenant_id, code)
-    ).fetchone()
-    return FeatureRow(*row) if row else None
+    return _FEATURES.get(connection, tenant_id, code, for_update=for_update)
 
 
 def list_features(connection: Connection, tenant_id: uuid.UUID, page: PageRequest) -> Page[FeatureRow]:
-    parameters: dict[str, Any] = {"tenant_id": tenant_id}
-    tail = _keyset("id", page, ["tenant_id = %(tenant_id)s"], parameters)
-    rows = connection.execute(f"SELECT {FEATURE_COLUMNS} FROM features {tail}", parameters).fetchall()
-    return _page([FeatureRow(*row) for row in rows], page)
+    return _FEATURES.page(connection, tenant_id, page)
 
 
 def all_features(connection: Connection, tenant_id: uuid.UUID) -> list[FeatureRow]:
-    rows = connection.execute(
-        f"SELECT {FEATURE_COLUMNS} FROM features WHERE tenant_id = %s ORDER BY id", (tenant_id,)
-    ).fetchall()
-    return [FeatureRow(*row) for row in rows]
+    return _FEATURES.all(connection, tenant_id)
 
 
 # ----- prices -----------------------------------------------------------------------------------------
@@ -431,23 +452,19 @@ def update_plan(
     )
 
 
+_PLANS = _CodedTable("plans", _PLAN_SELECT, "p.", PlanRow)
+
+
 def get_plan(connection: Connection, tenant_id: uuid.UUID, code: str, *, for_update: bool = False) -> PlanRow | None:
-    if for_update:
-        connection.execute("SELECT 1 FROM plans WHERE tenant_id = %s AND code = %s FOR UPDATE", (tenant_id, code))
-    row = connection.execute(f"{_PLAN_SELECT} WHERE p.tenant_id = %s AND p.code = %s", (tenant_id, code)).fetchone()
-    return PlanRow(*row) if row else None
+    return _PLANS.get(connection, tenant_id, code, for_update=for_update)
 
 
 def list_plans(connection: Connection, tenant_id: uuid.UUID, page: PageRequest) -> Page[PlanRow]:
-    parameters: dict[str, Any] = {"tenant_id": tenant_id}
-    tail = _keyset("p.id", page, ["p.tenant_id = %(tenant_id)s"], parameters)
-    rows = connection.execute(f"{_PLAN_SELECT} {tail}", parameters).fetchall()
-    return _page([PlanRow(*row) for row in rows], page)
+    return _PLANS.page(connection, tenant_id, page)
 
 
 def all_plans(connection: Connection, tenant_id: uuid.UUID) -> list[PlanRow]:
-    rows = connection.execute(f"{_PLAN_SELECT} WHERE p.tenant_id = %s ORDER BY p.id", (tenant_id,)).fetchall()
-    return [PlanRow(*row) for row in rows]
+    return _PLANS.all(connection, tenant_id)
 
 
 _VERSION_SELECT = """

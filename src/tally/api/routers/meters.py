@@ -11,20 +11,18 @@ JSON numbers in bodies are read exactly (as decimals, never floats). Filter valu
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Coroutine
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request, Response
-from fastapi.routing import APIRoute
 from pydantic import Field, StrictBool, StrictStr
 
 from tally.adapters import ids
 from tally.adapters.pagination import PageRequest
 from tally.api.auth import Principal, require_scope
 from tally.api.context import get_tally
+from tally.api.exact_json import exact_json_route
 from tally.api.pagination import list_response, page_request
 from tally.api.problems import register_status
 from tally.api.schemas import ApiModel, ListResponse, Metadata, Resource
@@ -43,27 +41,7 @@ from tally.core.metering.meters import (
     scalar_type,
 )
 
-
-class ExactJsonRequest(Request):
-    """A request whose JSON body keeps numbers exact: decimals as `Decimal`, never `float`."""
-
-    async def json(self) -> Any:
-        if not hasattr(self, "_json"):
-            self._json = json.loads(await self.body(), parse_float=Decimal)
-        return self._json
-
-
-class ExactJsonRoute(APIRoute):
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def exact(request: Request) -> Response:
-            return await handler(ExactJsonRequest(request.scope, request.receive))
-
-        return exact
-
-
-router = APIRouter(prefix="/meters", tags=["Meters"], route_class=ExactJsonRoute)
+router = APIRouter(prefix="/meters", tags=["Meters"], route_class=exact_json_route(nonfinite_as_decimal=False))
 
 for _field in (*DEFINITION_FIELDS, "name", "description"):
     register_status(f"meter_exists_with_different_{_field}", 409)

@@ -19,20 +19,18 @@ decimal strings plus `amount_minor`, the one rounding.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Coroutine
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Request, Response
-from fastapi.routing import APIRoute
+from fastapi import APIRouter, Depends, Request
 from pydantic import Field
 
 from tally.adapters import ids
 from tally.adapters.pagination import PageRequest
 from tally.api.auth import Principal, require_scope
 from tally.api.context import get_tally
+from tally.api.exact_json import exact_json_route
 from tally.api.pagination import list_response, page_request
 from tally.api.problems import register_status
 from tally.api.schemas import ApiModel, ListResponse, Metadata, Resource
@@ -56,25 +54,8 @@ from tally.core.rejections import Rejected
 PREVIEW_EVENTS_MAX = 10_000
 
 
-class ExactJsonRequest(Request):
-    """JSON numbers stay exact (decimals as `Decimal`), and NaN/Infinity arrive as decimals too, so
-    the price's own rules refuse them (`price_must_be_finite`) instead of a float slipping in."""
-
-    async def json(self) -> Any:
-        if not hasattr(self, "_json"):
-            self._json = json.loads(await self.body(), parse_float=Decimal, parse_constant=Decimal)
-        return self._json
-
-
-class ExactJsonRoute(APIRoute):
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def exact(request: Request) -> Response:
-            return await handler(ExactJsonRequest(request.scope, request.receive))
-
-        return exact
-
+# Shared with /v1/price_overrides, whose bodies hold price documents too.
+ExactJsonRoute = exact_json_route(nonfinite_as_decimal=True)
 
 router = APIRouter(prefix="/prices", tags=["Prices"], route_class=ExactJsonRoute)
 

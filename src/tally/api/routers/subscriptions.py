@@ -13,14 +13,16 @@ Every write answers the subscription with the facts it appended (`recorded`).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import Field
+from sqlalchemy import Engine
 
 from tally.adapters import ids
+from tally.adapters.clock import Clock
 from tally.adapters.pagination import PageRequest
 from tally.api.auth import Principal, require_scope
 from tally.api.context import get_tally
@@ -618,26 +620,26 @@ def quantity(
     )
 
 
-@router.post("/{id}/pause", response_model=SubscriptionResource, summary="Pause billing")
-def pause(
-    id: str,
-    body: Moment | None = None,
-    principal: Principal = require_scope("admin"),
-    tally: Tally = Depends(get_tally),
-) -> SubscriptionResource:
-    at = body.effective_at if body else None
-    return _written(pause_subscription(tally.engine, tally.clock, principal.tenant_id, _subscription_id(id), at))
+MomentWrite = Callable[[Engine, Clock, uuid.UUID, uuid.UUID, datetime | None], Subscription]
 
 
-@router.post("/{id}/resume", response_model=SubscriptionResource, summary="Resume billing")
-def resume(
-    id: str,
-    body: Moment | None = None,
-    principal: Principal = require_scope("admin"),
-    tally: Tally = Depends(get_tally),
-) -> SubscriptionResource:
-    at = body.effective_at if body else None
-    return _written(resume_subscription(tally.engine, tally.clock, principal.tenant_id, _subscription_id(id), at))
+def _moment_route(action: str, summary: str, write: MomentWrite) -> None:
+    """`POST /{id}/<action>` with an optional `effective_at` (pause and resume take the same body)."""
+
+    def route(
+        id: str,
+        body: Moment | None = None,
+        principal: Principal = require_scope("admin"),
+        tally: Tally = Depends(get_tally),
+    ) -> SubscriptionResource:
+        at = body.effective_at if body else None
+        return _written(write(tally.engine, tally.clock, principal.tenant_id, _subscription_id(id), at))
+
+    router.post(f"/{{id}}/{action}", response_model=SubscriptionResource, summary=summary, name=action)(route)
+
+
+_moment_route("pause", "Pause billing", pause_subscription)
+_moment_route("resume", "Resume billing", resume_subscription)
 
 
 @router.post("/{id}/cancel", response_model=SubscriptionResource, summary="Cancel now or at period end")

@@ -35,7 +35,7 @@ from tally.core.subscriptions import (
     TimelineEntry,
     billing_events,
 )
-from tests.core.subscriptions.builders import MONTH, USD, brief, exact_amount, fee, usage, utc
+from tests.core.subscriptions.builders import MONTH, USD, brief, exact_amount, fee, local, usage, utc
 from tests.core.subscriptions.test_billing_properties import through_of, timelines
 
 ARREARS = BillingTiming.IN_ARREARS
@@ -236,3 +236,32 @@ def test_property_arrears_events_due_by_a_moment_never_change_later(timeline: Ti
     moment = timeline.history.start + timedelta(seconds=offset)
     everything = billing_events(late, through=through_of(timeline)).events
     assert billing_events(late, through=moment).events == tuple(e for e in everything if e.due_at <= moment)
+
+
+def test_in_arrears_across_a_dst_change_and_a_month_end_anchor_in_a_leap_year() -> None:
+    """New York, anchored on Jan 31 2028 (a leap year): periods end Feb 29 and Mar 31 at local
+    midnight; the period [Feb 29, Mar 31) is an hour short (clocks spring forward on Mar 12), so a
+    change on Mar 16 splits it by real seconds: 16 days less an hour before, 15 days after."""
+    new_york = local("America/New_York", 2028, 1, 31)
+    change = local("America/New_York", 2028, 3, 16)
+    result = billing_events(
+        Timeline(
+            "sub_a",
+            (
+                Started(effective_at=new_york, items=(LATE_BASIC,), timezone="America/New_York"),
+                QuantityChanged(effective_at=change, price_id="basic", quantity=2),
+            ),
+        ),
+        through=local("America/New_York", 2028, 4, 1),
+    )
+    feb, before, after = (event for event in result.events if event.kind is BillingEventKind.FIXED_FEE)
+    assert (feb.service_period.end, feb.amount) == (local("America/New_York", 2028, 2, 29), Decimal(31))
+    assert before.proration is not None and after.proration is not None
+    hour = 3_600
+    assert (before.proration.units_used, before.proration.units_in_period) == (
+        16 * 24 * hour - hour,
+        31 * 24 * hour - hour,
+    )
+    assert after.proration.units_used == 15 * 24 * hour
+    assert (before.due_at, after.due_at) == (change, local("America/New_York", 2028, 3, 31))
+    assert exact_amount(before) + exact_amount(after) == Fraction(31 * (16 * 24 - 1) + 62 * 15 * 24, 31 * 24 - 1)

@@ -19,6 +19,7 @@ import psycopg
 from psycopg import sql
 from sqlalchemy import Engine
 
+from tally.adapters.postgres.arrays import BytesArray, TextArray, TimestampArray
 from tally.adapters.postgres.connections import psycopg_transaction
 from tally.core.metering.events import Event
 
@@ -76,8 +77,13 @@ SELECT 0 AS kind, NULL::text AS event_id, NULL::bytea AS content_hash, NULL::tex
        NULL::timestamptz AS ts, (SELECT batch_id FROM batch) AS batch_id,
        (SELECT event_count FROM counted) AS event_count
 UNION ALL
-SELECT 1, input.event_id, known.content_hash, NULL, NULL, NULL, NULL
-FROM input LEFT JOIN event_ids known ON known.tenant_id = %(tenant)s AND known.event_id = input.event_id
+-- One index probe per id that was not new (a correlated subquery: never a scan of the tenant's
+-- whole registry, which a join may choose).
+SELECT 1, input.event_id,
+       (SELECT known.content_hash FROM event_ids known
+        WHERE known.tenant_id = %(tenant)s AND known.event_id = input.event_id),
+       NULL, NULL, NULL, NULL
+FROM input
 WHERE (SELECT event_count FROM counted) < %(count)s::integer
   AND NOT EXISTS (SELECT 1 FROM registered WHERE registered.event_id = input.event_id)
 UNION ALL
@@ -100,12 +106,12 @@ def write_events(
         "tenant": tenant_id,
         "received_at": received_at,
         "source": source,
-        "ids": [event.id for event in events],
-        "customers": [event.customer for event in events],
-        "types": [event.type for event in events],
-        "timestamps": [event.timestamp for event in events],
-        "properties": [event.properties_json for event in events],
-        "hashes": [event.content_hash for event in events],
+        "ids": TextArray(event.id for event in events),
+        "customers": TextArray(event.customer for event in events),
+        "types": TextArray(event.type for event in events),
+        "timestamps": TimestampArray(event.timestamp for event in events),
+        "properties": TextArray(event.properties_json for event in events),
+        "hashes": BytesArray(event.content_hash for event in events),
         "distinct_customers": list({event.customer for event in events}),
         "count": len(events),
     }

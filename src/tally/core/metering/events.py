@@ -178,6 +178,15 @@ def _decimal_text(value: Decimal) -> str:
     return format(normal, "f")
 
 
+def canonical_decimal_text(value: Decimal) -> str:
+    """A non-integral JSON number as canonical JSON writes it (plain notation, no trailing zeros).
+    Raises `ValueError` for a number outside the limits or not finite."""
+    try:
+        return _decimal_text(value)
+    except _Invalid as invalid:
+        raise ValueError(f"{invalid.code}: {invalid.message}") from None
+
+
 def _canonical(value: object, depth: int) -> str:
     if isinstance(value, str):
         return _encode_string(value)

@@ -1,0 +1,100 @@
+"""One-dimensional arrays for bulk statements, written in PostgreSQL's binary format in one pass.
+
+psycopg dumps a Python list element by element in Python; ingest sends six arrays of up to 10,000
+values per batch, where that loop is a measurable share of the request. These wrappers are dumped by
+C-level iteration (`map`, `bytes.join`) instead. Wrap a list in one and pass it as a parameter of a
+`binary=True` statement; PostgreSQL receives an ordinary `text[]`, `bytea[]` or `timestamptz[]`.
+None is not allowed in them (ingest's values are never null).
+"""
+
+from __future__ import annotations
+
+import struct
+from datetime import UTC, datetime, timedelta
+from itertools import chain
+from typing import Final
+
+import psycopg
+from psycopg.adapt import Buffer, Dumper
+from psycopg.pq import Format
+
+__all__ = ["BytesArray", "TextArray", "TimestampArray"]
+
+_TEXT_OID: Final = 25
+_BYTEA_OID: Final = 17
+_TIMESTAMPTZ_OID: Final = 1184
+_TEXT_ARRAY_OID: Final = 1009
+_BYTEA_ARRAY_OID: Final = 1001
+_TIMESTAMPTZ_ARRAY_OID: Final = 1185
+
+# ndim, has-nulls flag, element type, length, lower bound
+_HEADER: Final = struct.Struct("!iiIii")
+_LENGTH: Final = struct.Struct("!i").pack
+_TIMESTAMP: Final = struct.Struct("!iq").pack  # each element: its length (8), then microseconds
+_POSTGRES_EPOCH: Final = datetime(2000, 1, 1, tzinfo=UTC)
+_MICROSECOND: Final = timedelta(microseconds=1)
+
+
+class TextArray(list[str]):
+    """A `text[]` parameter."""
+
+    __slots__ = ()
+
+
+class BytesArray(list[bytes]):
+    """A `bytea[]` parameter."""
+
+    __slots__ = ()
+
+
+class TimestampArray(list[datetime]):
+    """A `timestamptz[]` parameter (aware datetimes)."""
+
+    __slots__ = ()
+
+
+_EMPTY: Final = struct.Struct("!iiI")  # no dimensions: PostgreSQL's empty array
+
+
+def _header(element_oid: int, length: int) -> bytes:
+    return _HEADER.pack(1, 0, element_oid, length, 1) if length else _EMPTY.pack(0, 0, element_oid)
+
+
+def _with_lengths(header: bytes, items: list[bytes]) -> bytes:
+    return b"".join(chain((header,), chain.from_iterable(zip(map(_LENGTH, map(len, items)), items, strict=True))))
+
+
+class _TextArrayDumper(Dumper):
+    format = Format.BINARY
+    oid = _TEXT_ARRAY_OID
+
+    def dump(self, obj: TextArray) -> Buffer:
+        return _with_lengths(_header(_TEXT_OID, len(obj)), list(map(str.encode, obj)))
+
+
+class _BytesArrayDumper(Dumper):
+    format = Format.BINARY
+    oid = _BYTEA_ARRAY_OID
+
+    def dump(self, obj: BytesArray) -> Buffer:
+        return _with_lengths(_header(_BYTEA_OID, len(obj)), obj)
+
+
+class _TimestampArrayDumper(Dumper):
+    format = Format.BINARY
+    oid = _TIMESTAMPTZ_ARRAY_OID
+
+    def dump(self, obj: TimestampArray) -> Buffer:
+        epoch, microsecond = _POSTGRES_EPOCH, _MICROSECOND
+        return b"".join(
+            chain(
+                (_header(_TIMESTAMPTZ_OID, len(obj)),),
+                (_TIMESTAMP(8, (moment - epoch) // microsecond) for moment in obj),
+            )
+        )
+
+
+# Registered for every connection made after import (connections copy the global adapters).
+psycopg.adapters.register_dumper(TextArray, _TextArrayDumper)
+psycopg.adapters.register_dumper(BytesArray, _BytesArrayDumper)
+psycopg.adapters.register_dumper(TimestampArray, _TimestampArrayDumper)

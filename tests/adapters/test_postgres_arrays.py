@@ -1,0 +1,45 @@
+"""The hand-written binary arrays reach PostgreSQL as the very values psycopg's own lists would."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import psycopg
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tally.adapters.postgres.arrays import BytesArray, TextArray, TimestampArray
+
+# PostgreSQL text holds any character but NUL (and no lone surrogates).
+texts = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=20)
+moments = st.datetimes(
+    min_value=datetime(1, 1, 2),
+    max_value=datetime(9999, 12, 30),
+    timezones=st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30))]),
+)
+
+
+@settings(max_examples=60)
+@given(st.lists(texts, max_size=30), st.lists(st.binary(max_size=20), max_size=30), st.lists(moments, max_size=30))
+def test_arrays_arrive_as_psycopgs_own_lists_would(
+    database_url: str, strings: list[str], blobs: list[bytes], timestamps: list[datetime]
+) -> None:
+    with psycopg.connect(database_url) as connection:
+        row = connection.execute(
+            """SELECT %(texts)s::text[] IS NOT DISTINCT FROM %(text_list)s::text[],
+                      %(blobs)s::bytea[] IS NOT DISTINCT FROM %(blob_list)s::bytea[],
+                      %(moments)s::timestamptz[] IS NOT DISTINCT FROM %(moment_list)s::timestamptz[],
+                      cardinality(%(texts)s::text[]), %(moments)s::timestamptz[]""",
+            {
+                "texts": TextArray(strings),
+                "text_list": strings,
+                "blobs": BytesArray(blobs),
+                "blob_list": blobs,
+                "moments": TimestampArray(timestamps),
+                "moment_list": timestamps,
+            },
+            binary=True,
+        ).fetchone()
+    assert row is not None
+    assert row[:4] == (True, True, True, len(strings))
+    assert row[4] == timestamps

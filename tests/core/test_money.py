@@ -131,3 +131,43 @@ def test_rounding_is_within_one_minor_unit_and_idempotent(value: Decimal, mode: 
     assert abs(Decimal(rounded) - value * 100) < 1
     back = money.decimal_from_minor(rounded, usd)
     assert round_to_unit(back, usd, mode) == rounded
+
+
+@pytest.mark.parametrize("mode", list(RoundingMode))
+def test_the_one_rounding_is_the_only_rounding_however_many_digits(mode: RoundingMode) -> None:
+    # 67 significant digits, just under a cent boundary: rounding to the computation context's 60
+    # digits first would carry into the cent and round twice.
+    below = Decimal("1234567890.12" + "9" * 55)
+    expected = {RoundingMode.DOWN: 123456789012, RoundingMode.UP: 123456789013}.get(mode, 123456789013)
+    assert round_to_unit(below, currency("USD"), mode) == expected
+    just_over_half = Decimal("0.005" + "0" * 60 + "1")
+    assert round_to_unit(just_over_half, currency("USD"), RoundingMode.HALF_EVEN) == 1
+    assert round_to_unit(below.copy_negate(), currency("USD"), mode) == -expected
+
+
+def test_a_value_with_more_digits_than_the_unit_is_refused_not_rounded() -> None:
+    with pytest.raises(Rejected) as error:
+        money.minor_from_decimal(Decimal("12.34" + "0" * 60 + "1"), currency("USD"))
+    assert error.value.rejection.code == "amount_exceeds_unit_precision"
+
+
+@given(
+    whole=st.integers(min_value=0, max_value=10**15),
+    fraction=st.integers(min_value=0, max_value=10**70 - 1),
+    mode=st.sampled_from(list(RoundingMode)),
+)
+def test_rounding_a_long_amount_matches_exact_integer_arithmetic(whole: int, fraction: int, mode: RoundingMode) -> None:
+    # value = whole + fraction / 10**70 USD; the exact answer in cents, from integers alone.
+    value = Decimal(f"{whole}.{fraction:070d}")  # built from text: arithmetic would round it to 28 digits
+    numerator, denominator = (whole * 10**70 + fraction) * 100, 10**70
+    floor, remainder = divmod(numerator, denominator)
+    match mode:
+        case RoundingMode.DOWN:
+            expected = floor
+        case RoundingMode.UP:
+            expected = floor + (remainder > 0)
+        case RoundingMode.HALF_UP:
+            expected = floor + (2 * remainder >= denominator)
+        case RoundingMode.HALF_EVEN:
+            expected = floor + (2 * remainder > denominator or (2 * remainder == denominator and floor % 2 == 1))
+    assert round_to_unit(value, currency("USD"), mode) == expected

@@ -26,6 +26,12 @@ COMPUTATION_CONTEXT = decimal.Context(
     traps=[decimal.InvalidOperation, decimal.DivisionByZero, decimal.Overflow],
 )
 
+# Only for moving the decimal point between major and minor units: its precision is the largest there
+# is, so `scaleb` keeps every digit of the coefficient and never rounds on its own.
+_SHIFT_CONTEXT = decimal.Context(
+    prec=decimal.MAX_PREC, Emax=decimal.MAX_EMAX, Emin=decimal.MIN_EMIN, traps=[decimal.InvalidOperation]
+)
+
 # Unit prices and intermediate values keep at least this many decimal places.
 DECIMAL_PLACES_MIN = 12
 
@@ -113,7 +119,9 @@ def round_to_unit(value: Decimal, unit: Unit, mode: RoundingMode = RoundingMode.
     never on intermediate values.
     """
     _refuse_float(value)
-    minor = (value.scaleb(unit.scale, COMPUTATION_CONTEXT)).quantize(
+    # The shift keeps every digit: shifted in the 60-digit computation context, an amount with more
+    # digits would be rounded once there and again here (…0.00999…9 ending past digit 60 became …1).
+    minor = value.scaleb(unit.scale, _SHIFT_CONTEXT).quantize(
         Decimal(1), rounding=_DECIMAL_ROUNDING[mode], context=COMPUTATION_CONTEXT
     )
     return int(minor)
@@ -124,7 +132,7 @@ def minor_from_decimal(value: Decimal, unit: Unit, field: str = "amount") -> int
     _refuse_float(value)
     if not value.is_finite():
         raise Rejected.because("amount_must_be_finite", "amount must be a finite number", field)
-    minor = value.scaleb(unit.scale, COMPUTATION_CONTEXT)
+    minor = value.scaleb(unit.scale, _SHIFT_CONTEXT)  # every digit kept, however far past the point
     if minor != minor.to_integral_value():
         raise Rejected.because(
             "amount_exceeds_unit_precision",

@@ -320,6 +320,19 @@ def test_matrix_transform_applies_per_group() -> None:
     assert exact(per_thousand, GroupedQuantities.of(TOKENS)) == D("0.030")
 
 
+def test_a_line_amount_longer_than_60_digits_is_rounded_once() -> None:
+    # 12345678.129999…9 with 56 nines after the cent: exact, 64 significant digits. Rounded down it is
+    # 12345678.12; rounded to 60 digits on the way it would have become 12345678.13.
+    tiered = price(
+        "graduated",
+        tiers=[{"up_to": None, "unit_price": "0.000000000000000001", "flat_fee": "12345678.129999999999999999"}],
+        rounding="down",
+    )
+    usage = D("0." + "9" * 38)
+    assert exact(tiered, usage) == D("12345678.12" + "9" * 54)
+    assert minor(tiered, usage) == 1234567812
+
+
 # ----- incremental rating ------------------------------------------------------------------------
 
 

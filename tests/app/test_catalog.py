@@ -16,6 +16,7 @@ from tally.adapters.clock import FixedClock
 from tally.adapters.ids import PRICE, format_id
 from tally.adapters.postgres import catalog as store
 from tally.adapters.postgres.connections import psycopg_transaction
+from tally.app import _catalog_write as catalog_write
 from tally.app import apply_catalog as apply_module
 from tally.app.apply_catalog import apply_catalog
 from tally.app.archive_price import archive_price
@@ -140,6 +141,27 @@ def test_a_failing_apply_changes_nothing(tally: Tally, tenant_id: uuid.UUID, mon
     with psycopg_transaction(tally.engine) as connection:
         assert store.all_products(connection, tenant_id) == []
         assert store.active_prices(connection, tenant_id) == []
+
+
+@pytest.mark.parametrize(
+    ("limit", "text", "code"),
+    [
+        ("PRODUCTS_PER_TENANT_MAX", "products: [{code: a}, {code: b}, {code: c}]", "products_exceed_limit"),
+        (
+            "FEATURES_PER_TENANT_MAX",
+            "features: [{code: a, kind: boolean}, {code: b, kind: limit}]",
+            "features_exceed_limit",
+        ),
+        ("PLANS_PER_TENANT_MAX", "plans: [{code: a}, {code: b}]", "plans_exceed_limit"),
+    ],
+)
+def test_an_apply_keeps_to_the_limits_the_api_keeps_to(
+    tally: Tally, tenant_id: uuid.UUID, monkeypatch: pytest.MonkeyPatch, limit: str, text: str, code: str
+) -> None:
+    monkeypatch.setattr(catalog_write, limit, 1)
+    assert _code(lambda: apply_catalog(tally.engine, CLOCK, tenant_id, _source(text))) == code
+    with psycopg_transaction(tally.engine) as connection:  # and nothing of it was written
+        assert [store.count(connection, table, tenant_id) for table in ("products", "features", "plans")] == [0, 0, 0]
 
 
 @pytest.mark.parametrize(

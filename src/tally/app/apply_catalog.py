@@ -6,7 +6,8 @@ gather: the stored catalog; decide: `read_catalog`, `diff_catalog` (the same pla
 shows); apply: each change in the plan's order (meters, products, features, prices, plans,
 archivals), then the plan is computed again and must be empty — anything else is a bug and rolls
 everything back. Any rejection or error rolls back the whole apply: a failing apply changes nothing,
-and applying the same files again changes nothing.
+and applying the same files again changes nothing. The per-tenant limits of the API's create use
+cases hold here too (`products_exceed_limit`, …).
 
 Meters go through the meter use cases (`create_meter_in`, `update_meter_in`): a changed definition
 is a new meter version, backfilled by the worker like any other.
@@ -26,8 +27,9 @@ from tally.adapters.clock import Clock
 from tally.adapters.ids import new_id
 from tally.adapters.postgres import catalog as store
 from tally.adapters.postgres.connections import run_in_transaction
+from tally.app import _catalog_write as limits
 from tally.app._catalog_state import current_catalog
-from tally.app._catalog_write import insert_price, write_draft
+from tally.app._catalog_write import check_room, insert_price, write_draft
 from tally.app.create_meter import MeterInput, create_meter_in
 from tally.app.update_meter import MeterUpdate, update_meter_in
 from tally.core.catalog.diff import Action, CatalogPlan, Change, diff_catalog
@@ -103,6 +105,7 @@ def _apply(
             )
         case "products", Action.CREATE:
             product = desired.products[code]
+            check_room(connection, tenant_id, "products", limits.PRODUCTS_PER_TENANT_MAX)
             store.insert_product(
                 connection,
                 product_id=new_id(),
@@ -127,6 +130,7 @@ def _apply(
             )
         case "features", Action.CREATE:
             feature = desired.features[code]
+            check_room(connection, tenant_id, "features", limits.FEATURES_PER_TENANT_MAX)
             store.insert_feature(
                 connection,
                 feature_id=new_id(),
@@ -165,6 +169,7 @@ def _apply(
             _archive(connection, tenant_id, code, now)
         case "plans", Action.CREATE:
             spec = desired.plans[code]
+            check_room(connection, tenant_id, "plans", limits.PLANS_PER_TENANT_MAX)
             store.insert_plan(
                 connection,
                 plan_id=new_id(),

@@ -103,49 +103,13 @@ def _apply(
                 code,
                 MeterUpdate(definition={name: getattr(definition, name) for name in DEFINITION_FIELDS}),
             )
-        case "products", Action.CREATE:
-            product = desired.products[code]
-            check_room(connection, tenant_id, "products", limits.PRODUCTS_PER_TENANT_MAX)
-            store.insert_product(
-                connection,
-                product_id=new_id(),
-                tenant_id=tenant_id,
-                code=code,
-                name=product.name,
-                description=product.description,
-                metadata=product.metadata,
-                now=now,
+        case ("products" | "features" | "plans") as section, Action.CREATE:
+            check_room(connection, tenant_id, section, _per_tenant_max(section))
+            store.insert_labeled(
+                connection, _labeled(desired, section, code), row_id=new_id(), tenant_id=tenant_id, now=now
             )
-        case "products", Action.UPDATE:
-            product = desired.products[code]
-            row = store.get_product(connection, tenant_id, code, for_update=True)
-            assert row is not None
-            store.update_product(
-                connection,
-                row.id,
-                name=product.name,
-                description=product.description,
-                metadata=product.metadata,
-                now=now,
-            )
-        case "features", Action.CREATE:
-            feature = desired.features[code]
-            check_room(connection, tenant_id, "features", limits.FEATURES_PER_TENANT_MAX)
-            store.insert_feature(
-                connection,
-                feature_id=new_id(),
-                tenant_id=tenant_id,
-                code=code,
-                name=feature.name,
-                kind=feature.kind.value,
-                metadata=feature.metadata,
-                now=now,
-            )
-        case "features", Action.UPDATE:
-            feature = desired.features[code]
-            found = store.get_feature(connection, tenant_id, code)
-            assert found is not None
-            store.update_feature(connection, found.id, name=feature.name, metadata=feature.metadata, now=now)
+        case ("products" | "features" | "plans") as section, Action.UPDATE:
+            store.relabel(connection, tenant_id, _labeled(desired, section, code), now)
         case "prices", Action.CREATE | Action.REPLACE:
             price = desired.prices[code]
             if change.action is Action.REPLACE:
@@ -167,26 +131,6 @@ def _apply(
             store.update_price_metadata(connection, active.id, desired.prices[code].metadata)
         case "prices", Action.ARCHIVE:
             _archive(connection, tenant_id, code, now)
-        case "plans", Action.CREATE:
-            spec = desired.plans[code]
-            check_room(connection, tenant_id, "plans", limits.PLANS_PER_TENANT_MAX)
-            store.insert_plan(
-                connection,
-                plan_id=new_id(),
-                tenant_id=tenant_id,
-                code=code,
-                name=spec.name,
-                description=spec.description,
-                metadata=spec.metadata,
-                now=now,
-            )
-        case "plans", Action.UPDATE:
-            spec = desired.plans[code]
-            plan_row = store.get_plan(connection, tenant_id, code, for_update=True)
-            assert plan_row is not None
-            store.update_plan(
-                connection, plan_row.id, name=spec.name, description=spec.description, metadata=spec.metadata, now=now
-            )
         case "plans", Action.NEW_VERSION:
             plan_row = store.get_plan(connection, tenant_id, code, for_update=True)
             assert plan_row is not None
@@ -203,6 +147,28 @@ def _apply(
             store.publish_version(connection, version.id, now)
         case _:  # pragma: no cover - the diff makes no other change
             raise ValueError(f"no way to apply {change}")
+
+
+def _labeled(desired: Catalog, section: str, code: str) -> store.LabeledSpec:
+    """The declared product, feature or plan: the diff created or relabels them alike."""
+    match section:
+        case "products":
+            return desired.products[code]
+        case "features":
+            return desired.features[code]
+        case _:
+            return desired.plans[code]
+
+
+def _per_tenant_max(section: str) -> int:
+    # Read when called, from the module the API's use cases read them from (tests lower them there).
+    match section:
+        case "products":
+            return limits.PRODUCTS_PER_TENANT_MAX
+        case "features":
+            return limits.FEATURES_PER_TENANT_MAX
+        case _:
+            return limits.PLANS_PER_TENANT_MAX
 
 
 def _archive(connection: psycopg.Connection[Any], tenant_id: uuid.UUID, code: str, now: Any) -> None:

@@ -39,18 +39,10 @@ def create_feature(engine: Engine, clock: Clock, tenant_id: uuid.UUID, feature: 
 
     def work(connection: psycopg.Connection[Any]) -> Feature:
         check_room(connection, tenant_id, "features", FEATURES_PER_TENANT_MAX)
-        row = store.insert_feature(
-            connection,
-            feature_id=new_id(),
-            tenant_id=tenant_id,
-            code=spec.code,
-            name=spec.name,
-            kind=spec.kind.value,
-            metadata=spec.metadata,
-            now=clock.now(),
-        )
-        if row is None:
+        if not store.insert_labeled(connection, spec, row_id=new_id(), tenant_id=tenant_id, now=clock.now()):
             raise Rejected.because("feature_code_taken", f"a feature {spec.code!r} exists", "code")
+        row = store.get_feature(connection, tenant_id, spec.code)
+        assert row is not None
         return row
 
     return run_in_transaction(engine, work)

@@ -35,16 +35,7 @@ def create_plan(engine: Engine, clock: Clock, tenant_id: uuid.UUID, plan: PlanIn
 
     def work(connection: psycopg.Connection[Any]) -> Plan:
         check_room(connection, tenant_id, "plans", PLANS_PER_TENANT_MAX)
-        if not store.insert_plan(
-            connection,
-            plan_id=new_id(),
-            tenant_id=tenant_id,
-            code=spec.code,
-            name=spec.name,
-            description=spec.description,
-            metadata=spec.metadata,
-            now=clock.now(),
-        ):
+        if not store.insert_labeled(connection, spec, row_id=new_id(), tenant_id=tenant_id, now=clock.now()):
             raise Rejected.because("plan_code_taken", f"a plan {spec.code!r} exists", "code")
         row = store.get_plan(connection, tenant_id, spec.code)
         assert row is not None

@@ -36,18 +36,10 @@ def create_product(engine: Engine, clock: Clock, tenant_id: uuid.UUID, product: 
 
     def work(connection: psycopg.Connection[Any]) -> Product:
         check_room(connection, tenant_id, "products", PRODUCTS_PER_TENANT_MAX)
-        row = store.insert_product(
-            connection,
-            product_id=new_id(),
-            tenant_id=tenant_id,
-            code=spec.code,
-            name=spec.name,
-            description=spec.description,
-            metadata=spec.metadata,
-            now=clock.now(),
-        )
-        if row is None:
+        if not store.insert_labeled(connection, spec, row_id=new_id(), tenant_id=tenant_id, now=clock.now()):
             raise Rejected.because("product_code_taken", f"a product {spec.code!r} exists", "code")
+        row = store.get_product(connection, tenant_id, spec.code)
+        assert row is not None
         return row
 
     return run_in_transaction(engine, work)

@@ -23,7 +23,7 @@ from sqlalchemy import Engine
 from tally.adapters.clock import Clock
 from tally.adapters.postgres import catalog as store
 from tally.adapters.postgres.connections import run_in_transaction
-from tally.core.catalog.model import check_labels
+from tally.core.catalog.model import FeatureKind, FeatureSpec, PlanSpec, ProductSpec, check_labels
 from tally.core.rejections import Rejected
 
 
@@ -73,7 +73,7 @@ def update_catalog_labels(
     """The object of `kind` with this code, relabeled (`<kind>_not_found` when there is none)."""
 
     def work(connection: psycopg.Connection[Any]) -> LabeledRow:
-        row = _locked(connection, tenant_id, kind, code)
+        row = _read(connection, tenant_id, kind, code, for_update=True)
         if row is None:
             raise Rejected.because(f"{kind}_not_found", f"no {kind} {code!r}", kind.value)
         description = getattr(row, "description", "")
@@ -87,29 +87,33 @@ def update_catalog_labels(
         check_labels(kind.value, name, description, metadata)
         if (name, description, metadata) == (row.name, getattr(row, "description", ""), row.metadata):
             return row
-        now = clock.now()
-        match kind:
-            case Labeled.PRODUCT:
-                return store.update_product(
-                    connection, row.id, name=name, description=description, metadata=metadata, now=now
-                )
-            case Labeled.FEATURE:
-                return store.update_feature(connection, row.id, name=name, metadata=metadata, now=now)
-            case Labeled.PLAN:
-                store.update_plan(connection, row.id, name=name, description=description, metadata=metadata, now=now)
-                updated = store.get_plan(connection, tenant_id, code)
-                if updated is None:  # pragma: no cover - the row is locked
-                    raise LookupError(f"plan {code} vanished")
-                return updated
+        store.relabel(connection, tenant_id, _spec(row, name, description, metadata), clock.now())
+        updated = _read(connection, tenant_id, kind, code)
+        if updated is None:  # pragma: no cover - the row is locked
+            raise LookupError(f"{kind} {code} vanished")
+        return updated
 
     return run_in_transaction(engine, work)
 
 
-def _locked(connection: psycopg.Connection[Any], tenant_id: uuid.UUID, kind: Labeled, code: str) -> LabeledRow | None:
+def _read(
+    connection: psycopg.Connection[Any], tenant_id: uuid.UUID, kind: Labeled, code: str, *, for_update: bool = False
+) -> LabeledRow | None:
     match kind:
         case Labeled.PRODUCT:
-            return store.get_product(connection, tenant_id, code, for_update=True)
+            return store.get_product(connection, tenant_id, code, for_update=for_update)
         case Labeled.FEATURE:
-            return store.get_feature(connection, tenant_id, code, for_update=True)
+            return store.get_feature(connection, tenant_id, code, for_update=for_update)
         case Labeled.PLAN:
-            return store.get_plan(connection, tenant_id, code, for_update=True)
+            return store.get_plan(connection, tenant_id, code, for_update=for_update)
+
+
+def _spec(row: LabeledRow, name: str, description: str, metadata: Mapping[str, str]) -> store.LabeledSpec:
+    """The row with its new labels, as the spec the store relabels by."""
+    match row:
+        case store.ProductRow():
+            return ProductSpec(code=row.code, name=name, description=description, metadata=metadata)
+        case store.FeatureRow():
+            return FeatureSpec(code=row.code, name=name, kind=FeatureKind(row.kind), metadata=metadata)
+        case store.PlanRow():
+            return PlanSpec(code=row.code, name=name, description=description, metadata=metadata)

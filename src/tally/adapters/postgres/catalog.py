@@ -14,6 +14,7 @@ import psycopg
 
 from tally.adapters.pagination import Page, PageRequest
 from tally.core import money
+from tally.core.catalog.model import FeatureSpec, PlanSpec, ProductSpec
 
 DRAFT = "draft"
 PUBLISHED = "published"
@@ -194,46 +195,6 @@ def lock_catalog(connection: Connection, tenant_id: uuid.UUID) -> None:
 # ----- products ---------------------------------------------------------------------------------------
 
 PRODUCT_COLUMNS = "id, tenant_id, code, name, description, metadata, created_at, updated_at"
-
-
-def insert_product(
-    connection: Connection,
-    *,
-    product_id: uuid.UUID,
-    tenant_id: uuid.UUID,
-    code: str,
-    name: str,
-    description: str,
-    metadata: Mapping[str, str],
-    now: datetime,
-) -> ProductRow | None:
-    row = connection.execute(
-        f"""INSERT INTO products (id, tenant_id, code, name, description, metadata, created_at, updated_at)
-            VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (tenant_id, code) DO NOTHING
-            RETURNING {PRODUCT_COLUMNS}""",
-        (product_id, tenant_id, code, name, description, _json(metadata), now, now),
-    ).fetchone()
-    return ProductRow(*row) if row else None
-
-
-def update_product(
-    connection: Connection,
-    product_id: uuid.UUID,
-    *,
-    name: str,
-    description: str,
-    metadata: Mapping[str, str],
-    now: datetime,
-) -> ProductRow:
-    row = connection.execute(
-        f"""UPDATE products SET name = %s, description = %s, metadata = %s, updated_at = %s WHERE id = %s
-            RETURNING {PRODUCT_COLUMNS}""",
-        (name, description, _json(metadata), now, product_id),
-    ).fetchone()
-    assert row is not None
-    return ProductRow(*row)
-
-
 _PRODUCTS = _CodedTable("products", f"SELECT {PRODUCT_COLUMNS} FROM products", "", ProductRow)
 
 
@@ -262,39 +223,6 @@ def count(connection: Connection, table: str, tenant_id: uuid.UUID) -> int:
 # ----- features ---------------------------------------------------------------------------------------
 
 FEATURE_COLUMNS = "id, tenant_id, code, name, kind, metadata, created_at, updated_at"
-
-
-def insert_feature(
-    connection: Connection,
-    *,
-    feature_id: uuid.UUID,
-    tenant_id: uuid.UUID,
-    code: str,
-    name: str,
-    kind: str,
-    metadata: Mapping[str, str],
-    now: datetime,
-) -> FeatureRow | None:
-    row = connection.execute(
-        f"""INSERT INTO features (id, tenant_id, code, name, kind, metadata, created_at, updated_at)
-            VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (tenant_id, code) DO NOTHING
-            RETURNING {FEATURE_COLUMNS}""",
-        (feature_id, tenant_id, code, name, kind, _json(metadata), now, now),
-    ).fetchone()
-    return FeatureRow(*row) if row else None
-
-
-def update_feature(
-    connection: Connection, feature_id: uuid.UUID, *, name: str, metadata: Mapping[str, str], now: datetime
-) -> FeatureRow:
-    row = connection.execute(
-        f"UPDATE features SET name = %s, metadata = %s, updated_at = %s WHERE id = %s RETURNING {FEATURE_COLUMNS}",
-        (name, _json(metadata), now, feature_id),
-    ).fetchone()
-    assert row is not None
-    return FeatureRow(*row)
-
-
 _FEATURES = _CodedTable("features", f"SELECT {FEATURE_COLUMNS} FROM features", "", FeatureRow)
 
 
@@ -418,40 +346,6 @@ SELECT p.id, p.tenant_id, p.code, p.name, p.description, p.metadata, p.created_a
 FROM plans p"""
 
 
-def insert_plan(
-    connection: Connection,
-    *,
-    plan_id: uuid.UUID,
-    tenant_id: uuid.UUID,
-    code: str,
-    name: str,
-    description: str,
-    metadata: Mapping[str, str],
-    now: datetime,
-) -> bool:
-    row = connection.execute(
-        """INSERT INTO plans (id, tenant_id, code, name, description, metadata, created_at, updated_at)
-           VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (tenant_id, code) DO NOTHING RETURNING id""",
-        (plan_id, tenant_id, code, name, description, _json(metadata), now, now),
-    ).fetchone()
-    return row is not None
-
-
-def update_plan(
-    connection: Connection,
-    plan_id: uuid.UUID,
-    *,
-    name: str,
-    description: str,
-    metadata: Mapping[str, str],
-    now: datetime,
-) -> None:
-    connection.execute(
-        "UPDATE plans SET name = %s, description = %s, metadata = %s, updated_at = %s WHERE id = %s",
-        (name, description, _json(metadata), now, plan_id),
-    )
-
-
 _PLANS = _CodedTable("plans", _PLAN_SELECT, "p.", PlanRow)
 
 
@@ -465,6 +359,52 @@ def list_plans(connection: Connection, tenant_id: uuid.UUID, page: PageRequest) 
 
 def all_plans(connection: Connection, tenant_id: uuid.UUID) -> list[PlanRow]:
     return _PLANS.all(connection, tenant_id)
+
+
+# ----- products, features and plans: created, then relabeled by code --------------------------------
+
+LabeledSpec = ProductSpec | FeatureSpec | PlanSpec
+
+
+def _labeled(spec: LabeledSpec) -> tuple[str, dict[str, Any]]:
+    """The table of a product, feature or plan, and its label columns: what people read and may
+    change in place (a feature has no description; its kind is set once, at creation)."""
+    labels: dict[str, Any] = {"name": spec.name, "metadata": _json(spec.metadata)}
+    match spec:
+        case ProductSpec(description=description):
+            return "products", {**labels, "description": description}
+        case PlanSpec(description=description):
+            return "plans", {**labels, "description": description}
+        case FeatureSpec():
+            return "features", labels
+
+
+def insert_labeled(
+    connection: Connection, spec: LabeledSpec, *, row_id: uuid.UUID, tenant_id: uuid.UUID, now: datetime
+) -> bool:
+    """A new product, feature or plan; False when the tenant already has one with its code."""
+    table, labels = _labeled(spec)
+    columns = {"id": row_id, "tenant_id": tenant_id, "code": spec.code, **labels, "created_at": now, "updated_at": now}
+    if isinstance(spec, FeatureSpec):
+        columns["kind"] = spec.kind.value
+    row = connection.execute(
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))})"
+        " ON CONFLICT (tenant_id, code) DO NOTHING RETURNING id",
+        tuple(columns.values()),
+    ).fetchone()
+    return row is not None
+
+
+def relabel(connection: Connection, tenant_id: uuid.UUID, spec: LabeledSpec, now: datetime) -> None:
+    """Give the tenant's product, feature or plan with the spec's code the spec's labels."""
+    table, labels = _labeled(spec)
+    assignments = ", ".join(f"{name} = %s" for name in labels)
+    updated = connection.execute(
+        f"UPDATE {table} SET {assignments}, updated_at = %s WHERE tenant_id = %s AND code = %s RETURNING id",
+        (*labels.values(), now, tenant_id, spec.code),
+    ).fetchone()
+    if updated is None:  # pragma: no cover - callers relabel what they found under lock
+        raise LookupError(f"no {table} row {spec.code!r} to relabel")
 
 
 _VERSION_SELECT = """

@@ -35,8 +35,10 @@ def build(settings: Settings | None = None, *, migrate: bool = True, clock: Cloc
     tally = Tally(settings=settings, database_url=url, engine=engine, clock=clock or SystemClock())
     # What a test clock advance makes happen, as if the time had passed.
     from tally.app.refresh_subscriptions import register_subscription_hooks
+    from tally.app.run_billing import register_billing_hooks
 
     register_subscription_hooks()
+    register_billing_hooks()  # after subscriptions: billing reads them brought up to date
     if migrate:
         # The months of events the ingest window accepts get their partitions before any arrive.
         from psycopg.errors import LockNotAvailable

@@ -380,3 +380,32 @@ def _record(tenant_id: uuid.UUID, new: store.NewTransaction, recorded_at: dateti
 
 def pending_from_row(row: LedgerTransaction, resolved: bool) -> PendingTransaction:
     return PendingTransaction(id=str(row.id), entries=row.to_spec().entries, resolved=resolved)
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """One spec written inside a caller's transaction: its transaction id, or why it was refused."""
+
+    transaction_id: uuid.UUID | None
+    rejection: Rejection | None
+
+
+def write_in(
+    connection: psycopg.Connection[Any], clock: Clock, tenant_id: uuid.UUID, specs: Sequence[TransactionSpec]
+) -> list[Written]:
+    """Post `specs` inside the caller's database transaction, so what they pay for (an invoice
+    finalized, a payment recorded) commits or rolls back with them. The careful path: the accounts
+    are locked in id order. A lost idempotency race raises `RetryRequested`, so the caller runs in
+    `run_in_transaction`; the accounts must exist already (`ensure_accounts`)."""
+    for spec in specs:
+        model.validate_shape(spec)
+    decided = _write_once(connection, clock, tenant_id, specs, precondition=None, extra_account_ids=())
+    written: list[Written] = []
+    for spec, outcome in zip(specs, decided.outcomes, strict=True):
+        if outcome is None:
+            written.append(Written(decided.written[spec.idempotency_key].id, None))
+        elif outcome.rejection is not None:
+            written.append(Written(None, outcome.rejection))
+        else:
+            written.append(Written(outcome.unwrap().id, None))
+    return written

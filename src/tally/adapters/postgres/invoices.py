@@ -1,0 +1,712 @@
+"""Invoices in PostgreSQL (migration 0010): drafts and finalized invoices, their lines, payments,
+credit notes, the per-tenant number counter, the billing run's per-customer cache, and tax rates.
+
+Lines are the core's `InvoiceLine`s, one row each, keyed by the core's `LineKey` and sequence under
+the UNIQUE constraint that makes billing one thing twice impossible. Postings decided with a draft
+are stored as JSON and read back as the core's `Posting`s. The rules live in tally.core.invoicing.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+
+from tally.adapters.pagination import Page, PageRequest
+from tally.core.invoicing import BilledLine, InvoiceLine, LineKey, LineKind, TaxLine
+from tally.core.ledger.model import Direction
+from tally.core.ledger.templates import AccountRef, Posting, TemplateEntry
+
+Connection = psycopg.Connection[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceRow:
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    customer_id: uuid.UUID
+    currency: str
+    status: str
+    number: str | None
+    through: datetime
+    period_start: datetime
+    period_end: datetime
+    subtotal_minor: int
+    discount_minor: int
+    credits_minor: int
+    tax_minor: int
+    total_minor: int
+    balance_applied_minor: int
+    balance_credited_minor: int
+    amount_due_minor: int
+    amount_paid_minor: int
+    amount_credited_minor: int
+    credited_against_due_minor: int
+    tax: list[dict[str, Any]]
+    creditable: list[list[Any]]
+    postings: list[dict[str, Any]]
+    created_at: datetime
+    updated_at: datetime
+    issued_at: datetime | None
+    due_at: datetime | None
+    finalized_at: datetime | None
+    paid_at: datetime | None
+    voided_at: datetime | None
+    uncollectible_at: datetime | None
+
+    @property
+    def amount_remaining_minor(self) -> int:
+        return self.amount_due_minor - self.amount_paid_minor - self.credited_against_due_minor
+
+
+INVOICE_COLUMNS = (
+    "id, tenant_id, customer_id, currency, status, number, through, period_start, period_end, subtotal_minor, "
+    "discount_minor, credits_minor, tax_minor, total_minor, balance_applied_minor, balance_credited_minor, "
+    "amount_due_minor, amount_paid_minor, amount_credited_minor, credited_against_due_minor, tax, creditable, "
+    "postings, created_at, updated_at, issued_at, due_at, finalized_at, paid_at, voided_at, uncollectible_at"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LineRow:
+    id: uuid.UUID
+    invoice_id: uuid.UUID
+    key: LineKey
+    sequence: int
+    position: int
+    amount_minor: int
+    amount_minor_total: int
+    amount_minor_billed_prior: int
+    quantity: Decimal | None
+    product: str
+    description: str
+    due_at: datetime
+    provisional: bool
+    explanation: dict[str, Any]
+
+
+LINE_COLUMNS = (
+    "id, invoice_id, subscription_id, price_id, service_start, service_end, group_values, kind, reference, sequence, "
+    "position, amount_minor, amount_minor_total, amount_minor_billed_prior, quantity, product, description, due_at, "
+    "provisional, explanation"
+)
+
+
+def _line(row: Sequence[Any]) -> LineRow:
+    key = LineKey(row[2], row[3], row[4], row[5], tuple(row[6]), LineKind(row[7]), row[8])
+    return LineRow(row[0], row[1], key, *row[9:])
+
+
+# ----- locks and counters ---------------------------------------------------------------------------
+
+
+def lock_customer(connection: Connection, tenant_id: uuid.UUID, customer_id: uuid.UUID) -> None:
+    """Serialize everything that bills or settles one customer, until the transaction ends."""
+    connection.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended('tally.invoicing.customer:' || %s::text || ':' || %s::text, 0))",
+        (tenant_id, customer_id),
+    )
+
+
+def next_invoice_number(connection: Connection, tenant_id: uuid.UUID) -> int:
+    """The tenant's next invoice number. The counter row stays locked until the caller's transaction
+    ends, and a rollback gives the number back: the sequence has no gaps."""
+    row = connection.execute(
+        """INSERT INTO invoice_number_counters (tenant_id, last_number) VALUES (%s, 1)
+           ON CONFLICT (tenant_id) DO UPDATE SET last_number = invoice_number_counters.last_number + 1
+           RETURNING last_number""",
+        (tenant_id,),
+    ).fetchone()
+    if row is None:  # pragma: no cover - RETURNING always answers
+        raise RuntimeError("no invoice number")
+    return int(row[0])
+
+
+# ----- invoices ---------------------------------------------------------------------------------------
+
+
+def get_invoice(
+    connection: Connection, tenant_id: uuid.UUID, invoice_id: uuid.UUID, *, for_update: bool = False
+) -> InvoiceRow | None:
+    lock = " FOR UPDATE" if for_update else ""
+    row = connection.execute(
+        f"SELECT {INVOICE_COLUMNS} FROM invoices WHERE tenant_id = %s AND id = %s{lock}", (tenant_id, invoice_id)
+    ).fetchone()
+    return InvoiceRow(*row) if row else None
+
+
+def draft_of(connection: Connection, tenant_id: uuid.UUID, customer_id: uuid.UUID, currency: str) -> InvoiceRow | None:
+    row = connection.execute(
+        f"""SELECT {INVOICE_COLUMNS} FROM invoices
+            WHERE tenant_id = %s AND customer_id = %s AND currency = %s AND status = 'draft'""",
+        (tenant_id, customer_id, currency),
+    ).fetchone()
+    return InvoiceRow(*row) if row else None
+
+
+def list_invoices(
+    connection: Connection,
+    tenant_id: uuid.UUID,
+    page: PageRequest,
+    *,
+    customer_id: uuid.UUID | None = None,
+    status: str | None = None,
+) -> Page[InvoiceRow]:
+    """Newest first (ids are UUIDv7)."""
+    filters = ["tenant_id = %(tenant_id)s"]
+    parameters: dict[str, Any] = {"tenant_id": tenant_id, "limit": page.limit + 1}
+    if customer_id is not None:
+        filters.append("customer_id = %(customer_id)s")
+        parameters["customer_id"] = customer_id
+    if status is not None:
+        filters.append("status = %(status)s")
+        parameters["status"] = status
+    if page.starting_after is not None:
+        filters.append("id < %(starting_after)s")
+        parameters["starting_after"] = page.starting_after
+    if page.ending_before is not None:
+        filters.append("id > %(ending_before)s")
+        parameters["ending_before"] = page.ending_before
+    order = "ASC" if page.backwards else "DESC"
+    rows = connection.execute(
+        f"SELECT {INVOICE_COLUMNS} FROM invoices WHERE {' AND '.join(filters)} ORDER BY id {order} LIMIT %(limit)s",
+        parameters,
+    ).fetchall()
+    has_more = len(rows) > page.limit
+    rows = rows[: page.limit]
+    if page.backwards:
+        rows.reverse()
+    return Page(items=[InvoiceRow(*row) for row in rows], has_more=has_more, backwards=page.backwards)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DraftFields:
+    """What a proposal decides about a draft besides its lines."""
+
+    through: datetime
+    period_start: datetime
+    period_end: datetime
+    subtotal_minor: int
+    discount_minor: int
+    credits_minor: int
+    tax_minor: int
+    total_minor: int
+    balance_applied_minor: int
+    balance_credited_minor: int
+    amount_due_minor: int
+    tax: list[dict[str, Any]]
+    creditable: list[list[Any]]
+    postings: list[dict[str, Any]]
+
+    def parameters(self) -> dict[str, Any]:
+        return {
+            "through": self.through,
+            "period_start": self.period_start,
+            "period_end": self.period_end,
+            "subtotal_minor": self.subtotal_minor,
+            "discount_minor": self.discount_minor,
+            "credits_minor": self.credits_minor,
+            "tax_minor": self.tax_minor,
+            "total_minor": self.total_minor,
+            "balance_applied_minor": self.balance_applied_minor,
+            "balance_credited_minor": self.balance_credited_minor,
+            "amount_due_minor": self.amount_due_minor,
+            "tax": json.dumps(self.tax),
+            "creditable": json.dumps(self.creditable),
+            "postings": json.dumps(self.postings),
+        }
+
+
+_DRAFT_FIELDS = (
+    "through, period_start, period_end, subtotal_minor, discount_minor, credits_minor, tax_minor, total_minor, "
+    "balance_applied_minor, balance_credited_minor, amount_due_minor, tax, creditable, postings"
+)
+
+
+def insert_draft(
+    connection: Connection,
+    *,
+    invoice_id: uuid.UUID,
+    tenant_id: uuid.UUID,
+    customer_id: uuid.UUID,
+    currency: str,
+    fields: DraftFields,
+    now: datetime,
+) -> None:
+    names = _DRAFT_FIELDS.split(", ")
+    connection.execute(
+        f"""INSERT INTO invoices (id, tenant_id, customer_id, currency, status, created_at, updated_at, {_DRAFT_FIELDS})
+            VALUES (%(id)s, %(tenant_id)s, %(customer_id)s, %(currency)s, 'draft', %(now)s, %(now)s,
+                    {", ".join(f"%({name})s" for name in names)})""",
+        {
+            "id": invoice_id,
+            "tenant_id": tenant_id,
+            "customer_id": customer_id,
+            "currency": currency,
+            "now": now,
+            **fields.parameters(),
+        },
+    )
+
+
+def update_draft(connection: Connection, invoice_id: uuid.UUID, fields: DraftFields, now: datetime) -> None:
+    names = _DRAFT_FIELDS.split(", ")
+    connection.execute(
+        f"""UPDATE invoices SET {", ".join(f"{name} = %({name})s" for name in names)}, updated_at = %(now)s
+            WHERE id = %(id)s AND status = 'draft'""",
+        {"id": invoice_id, "now": now, **fields.parameters()},
+    )
+
+
+def delete_draft(connection: Connection, invoice_id: uuid.UUID) -> None:
+    connection.execute("DELETE FROM invoice_lines WHERE invoice_id = %s", (invoice_id,))
+    connection.execute("DELETE FROM invoices WHERE id = %s AND status = 'draft'", (invoice_id,))
+
+
+def delete_draft_lines(connection: Connection, invoice_id: uuid.UUID) -> None:
+    connection.execute("DELETE FROM invoice_lines WHERE invoice_id = %s", (invoice_id,))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settlement:
+    """A lifecycle step's new status and amounts, with the moment each status was reached."""
+
+    status: str
+    amount_paid_minor: int
+    amount_credited_minor: int
+    credited_against_due_minor: int
+    creditable: list[list[Any]]
+    now: datetime
+
+
+def finalize_invoice(
+    connection: Connection,
+    invoice_id: uuid.UUID,
+    *,
+    status: str,
+    number: str,
+    issued_at: datetime,
+    due_at: datetime,
+    now: datetime,
+) -> None:
+    connection.execute(
+        """UPDATE invoices SET status = %s, number = %s, issued_at = %s, due_at = %s, finalized_at = %s,
+                  paid_at = CASE WHEN %s = 'paid' THEN %s END, updated_at = %s
+           WHERE id = %s AND status = 'draft'""",
+        (status, number, issued_at, due_at, now, status, now, now, invoice_id),
+    )
+
+
+def settle_invoice(connection: Connection, invoice_id: uuid.UUID, settlement: Settlement) -> None:
+    connection.execute(
+        """UPDATE invoices SET status = %(status)s, amount_paid_minor = %(paid)s, amount_credited_minor = %(credited)s,
+                  credited_against_due_minor = %(against_due)s, creditable = %(creditable)s,
+                  paid_at = CASE WHEN %(status)s = 'paid' AND status <> 'paid' THEN %(now)s ELSE paid_at END,
+                  voided_at = CASE WHEN %(status)s = 'void' THEN %(now)s ELSE voided_at END,
+                  uncollectible_at = CASE WHEN %(status)s = 'uncollectible' THEN %(now)s ELSE uncollectible_at END,
+                  updated_at = %(now)s
+           WHERE id = %(id)s""",
+        {
+            "id": invoice_id,
+            "status": settlement.status,
+            "paid": settlement.amount_paid_minor,
+            "credited": settlement.amount_credited_minor,
+            "against_due": settlement.credited_against_due_minor,
+            "creditable": json.dumps(settlement.creditable),
+            "now": settlement.now,
+        },
+    )
+
+
+# ----- lines ------------------------------------------------------------------------------------------
+
+
+def insert_lines(
+    connection: Connection,
+    *,
+    tenant_id: uuid.UUID,
+    invoice_id: uuid.UUID,
+    customer_id: uuid.UUID,
+    currency: str,
+    lines: Sequence[InvoiceLine],
+    line_ids: Sequence[uuid.UUID],
+    now: datetime,
+) -> None:
+    """Insert a draft's lines in one statement. A key and sequence already billed (a concurrent run
+    got there first) fails on the UNIQUE constraint: the caller's transaction rolls back."""
+    rows = []
+    for position, (line, line_id) in enumerate(zip(lines, line_ids, strict=True)):
+        key = line.key
+        rows.append(
+            (
+                line_id,
+                tenant_id,
+                invoice_id,
+                customer_id,
+                currency,
+                key.subscription_id,
+                key.price_id,
+                key.service_start,
+                key.service_end,
+                json.dumps(list(key.group)),
+                key.kind.value,
+                key.reference,
+                line.sequence,
+                position,
+                line.amount_minor,
+                line.amount_minor_total,
+                line.amount_minor_billed_prior,
+                line.explanation.quantity,
+                line.product,
+                line.description,
+                line.due_at,
+                line.billed().provisional,
+                json.dumps(line.document()["explanation"]),
+                now,
+            )
+        )
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            f"""INSERT INTO invoice_lines (id, tenant_id, invoice_id, customer_id, currency, subscription_id, price_id,
+                   service_start, service_end, group_values, kind, reference, sequence, position, amount_minor,
+                   amount_minor_total, amount_minor_billed_prior, quantity, product, description, due_at,
+                   provisional, explanation, created_at)
+               VALUES ({", ".join(["%s"] * 24)})""",
+            rows,
+        )
+
+
+def lines_of(connection: Connection, invoice_id: uuid.UUID) -> list[LineRow]:
+    rows = connection.execute(
+        f"SELECT {LINE_COLUMNS} FROM invoice_lines WHERE invoice_id = %s ORDER BY position", (invoice_id,)
+    ).fetchall()
+    return [_line(row) for row in rows]
+
+
+def get_line(connection: Connection, tenant_id: uuid.UUID, invoice_id: uuid.UUID, line_id: uuid.UUID) -> LineRow | None:
+    row = connection.execute(
+        f"SELECT {LINE_COLUMNS} FROM invoice_lines WHERE tenant_id = %s AND invoice_id = %s AND id = %s",
+        (tenant_id, invoice_id, line_id),
+    ).fetchone()
+    return _line(row) if row else None
+
+
+def billed_lines(
+    connection: Connection, tenant_id: uuid.UUID, customer_id: uuid.UUID, currency: str
+) -> list[BilledLine]:
+    """Every line of the customer's finalized invoices in `currency` (drafts are recomputed, not
+    reconciled; void invoices stay billed: a void forgives, it does not ask to bill again)."""
+    rows = connection.execute(
+        """SELECT l.subscription_id, l.price_id, l.service_start, l.service_end, l.group_values, l.kind, l.reference,
+                  l.sequence, l.amount_minor, l.provisional
+           FROM invoice_lines l JOIN invoices i ON i.id = l.invoice_id
+           WHERE l.tenant_id = %s AND l.customer_id = %s AND l.currency = %s AND i.status <> 'draft'""",
+        (tenant_id, customer_id, currency),
+    ).fetchall()
+    return [
+        BilledLine(
+            key=LineKey(row[0], row[1], row[2], row[3], tuple(row[4]), LineKind(row[5]), row[6]),
+            sequence=row[7],
+            amount_minor=row[8],
+            provisional=row[9],
+        )
+        for row in rows
+    ]
+
+
+# ----- payments and credit notes ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PaymentRow:
+    id: uuid.UUID
+    invoice_id: uuid.UUID
+    amount_minor: int
+    applied_minor: int
+    overpaid_minor: int
+    method: str
+    reference: str
+    received_at: datetime
+    recorded_at: datetime
+    ledger_transaction_id: uuid.UUID
+
+
+def insert_payment(
+    connection: Connection, tenant_id: uuid.UUID, customer_id: uuid.UUID, currency: str, payment: PaymentRow
+) -> None:
+    connection.execute(
+        """INSERT INTO invoice_payments (id, tenant_id, invoice_id, customer_id, currency, amount_minor, applied_minor,
+               overpaid_minor, method, reference, received_at, recorded_at, ledger_transaction_id)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+        (
+            payment.id,
+            tenant_id,
+            payment.invoice_id,
+            customer_id,
+            currency,
+            payment.amount_minor,
+            payment.applied_minor,
+            payment.overpaid_minor,
+            payment.method,
+            payment.reference,
+            payment.received_at,
+            payment.recorded_at,
+            payment.ledger_transaction_id,
+        ),
+    )
+
+
+def payments_of(connection: Connection, invoice_id: uuid.UUID) -> list[PaymentRow]:
+    rows = connection.execute(
+        """SELECT id, invoice_id, amount_minor, applied_minor, overpaid_minor, method, reference, received_at,
+                  recorded_at, ledger_transaction_id
+           FROM invoice_payments WHERE invoice_id = %s ORDER BY id""",
+        (invoice_id,),
+    ).fetchall()
+    return [
+        PaymentRow(
+            id=row[0],
+            invoice_id=row[1],
+            amount_minor=row[2],
+            applied_minor=row[3],
+            overpaid_minor=row[4],
+            method=row[5],
+            reference=row[6],
+            received_at=row[7],
+            recorded_at=row[8],
+            ledger_transaction_id=row[9],
+        )
+        for row in rows
+    ]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CreditNoteRow:
+    id: uuid.UUID
+    invoice_id: uuid.UUID
+    amount_minor: int
+    against_due_minor: int
+    to_balance_minor: int
+    reason: str
+    memo: str
+    by_account: list[list[Any]]
+    issued_at: datetime
+    ledger_transaction_id: uuid.UUID
+
+
+def insert_credit_note(
+    connection: Connection, tenant_id: uuid.UUID, customer_id: uuid.UUID, currency: str, note: CreditNoteRow
+) -> None:
+    connection.execute(
+        """INSERT INTO credit_notes (id, tenant_id, invoice_id, customer_id, currency, amount_minor, against_due_minor,
+               to_balance_minor, reason, memo, by_account, issued_at, ledger_transaction_id)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+        (
+            note.id,
+            tenant_id,
+            note.invoice_id,
+            customer_id,
+            currency,
+            note.amount_minor,
+            note.against_due_minor,
+            note.to_balance_minor,
+            note.reason,
+            note.memo,
+            json.dumps(note.by_account),
+            note.issued_at,
+            note.ledger_transaction_id,
+        ),
+    )
+
+
+def credit_notes_of(connection: Connection, invoice_id: uuid.UUID) -> list[CreditNoteRow]:
+    rows = connection.execute(
+        """SELECT id, invoice_id, amount_minor, against_due_minor, to_balance_minor, reason, memo, by_account,
+                  issued_at, ledger_transaction_id
+           FROM credit_notes WHERE invoice_id = %s ORDER BY id""",
+        (invoice_id,),
+    ).fetchall()
+    return [
+        CreditNoteRow(
+            id=row[0],
+            invoice_id=row[1],
+            amount_minor=row[2],
+            against_due_minor=row[3],
+            to_balance_minor=row[4],
+            reason=row[5],
+            memo=row[6],
+            by_account=row[7],
+            issued_at=row[8],
+            ledger_transaction_id=row[9],
+        )
+        for row in rows
+    ]
+
+
+# ----- the billing run's per-customer cache ---------------------------------------------------------
+
+
+def record_customer_run(
+    connection: Connection,
+    tenant_id: uuid.UUID,
+    customer_id: uuid.UUID,
+    *,
+    billed_through: datetime,
+    next_run_at: datetime | None,
+    now: datetime,
+) -> None:
+    """Never moves `billed_through` backwards (a run with an older clock reading changes nothing)."""
+    connection.execute(
+        """INSERT INTO customer_billing (tenant_id, customer_id, billed_through, next_run_at, updated_at)
+           VALUES (%s, %s, %s, %s, %s)
+           ON CONFLICT (tenant_id, customer_id) DO UPDATE
+               SET billed_through = EXCLUDED.billed_through, next_run_at = EXCLUDED.next_run_at,
+                   updated_at = EXCLUDED.updated_at
+               WHERE customer_billing.billed_through <= EXCLUDED.billed_through""",
+        (tenant_id, customer_id, billed_through, next_run_at, now),
+    )
+
+
+def customers_due(
+    connection: Connection, tenant_id: uuid.UUID | None, now: datetime, limit: int
+) -> list[tuple[uuid.UUID, uuid.UUID]]:
+    """(tenant, customer) pairs with subscriptions that may have something to bill at their clock:
+    never billed, a subscription written since the last run, or a billing event due by now."""
+    rows = connection.execute(
+        """SELECT c.tenant_id, c.id FROM customers c
+           LEFT JOIN test_clocks t ON t.id = c.test_clock_id
+           LEFT JOIN customer_billing b ON b.tenant_id = c.tenant_id AND b.customer_id = c.id
+           WHERE (%(tenant_id)s::uuid IS NULL OR c.tenant_id = %(tenant_id)s)
+             AND EXISTS (SELECT 1 FROM subscriptions s
+                         WHERE s.tenant_id = c.tenant_id AND s.customer_id = c.id
+                           AND (b.customer_id IS NULL OR s.updated_at >= b.billed_through))
+              OR (%(tenant_id)s::uuid IS NULL OR c.tenant_id = %(tenant_id)s)
+                 AND b.next_run_at <= coalesce(t.frozen_time, %(now)s)
+           ORDER BY c.tenant_id, c.id
+           LIMIT %(limit)s""",
+        {"tenant_id": tenant_id, "now": now, "limit": limit},
+    ).fetchall()
+    return [(row[0], row[1]) for row in rows]
+
+
+# ----- tax rates and balances -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TaxRateRow:
+    id: uuid.UUID
+    customer_id: uuid.UUID | None
+    product: str | None
+    name: str
+    jurisdiction: str
+    percent: Decimal
+
+
+def tax_rates_of(connection: Connection, tenant_id: uuid.UUID, customer_id: uuid.UUID) -> list[TaxRateRow]:
+    """The customer's own rates, or the tenant's defaults when it has none."""
+    rows = connection.execute(
+        """SELECT id, customer_id, product, name, jurisdiction, percent FROM tax_rates
+           WHERE tenant_id = %s AND (customer_id = %s OR customer_id IS NULL) ORDER BY id""",
+        (tenant_id, customer_id),
+    ).fetchall()
+    found = [TaxRateRow(*row) for row in rows]
+    own = [rate for rate in found if rate.customer_id is not None]
+    return own or found
+
+
+def insert_tax_rate(
+    connection: Connection,
+    *,
+    rate_id: uuid.UUID,
+    tenant_id: uuid.UUID,
+    customer_id: uuid.UUID | None,
+    product: str | None,
+    name: str,
+    percent: Decimal,
+    now: datetime,
+) -> None:
+    connection.execute(
+        """INSERT INTO tax_rates (id, tenant_id, customer_id, product, name, percent, recorded_at)
+           VALUES (%s, %s, %s, %s, %s, %s, %s)""",
+        (rate_id, tenant_id, customer_id, product, name, percent, now),
+    )
+
+
+def account_balance(
+    connection: Connection, tenant_id: uuid.UUID, code: str, unit_code: str, customer: str | None
+) -> int:
+    """An account's posted balance on its normal side (0 when the account does not exist yet)."""
+    row = connection.execute(
+        """SELECT CASE WHEN normal_balance = 'credit' THEN credits_posted - debits_posted
+                       ELSE debits_posted - credits_posted END
+           FROM ledger_accounts
+           WHERE tenant_id = %s AND code = %s AND unit_code = %s AND coalesce(customer_id, '') = coalesce(%s, '')""",
+        (tenant_id, code, unit_code, customer),
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+# ----- postings and tax as JSON ----------------------------------------------------------------------
+
+
+def encode_posting(posting: Posting) -> dict[str, Any]:
+    return {
+        "template": posting.template,
+        "description": posting.description,
+        "metadata": [[name, value] for name, value in posting.metadata],
+        "entries": [
+            {
+                "code": entry.account.code,
+                "unit": entry.account.unit_code,
+                "customer": entry.account.customer_id,
+                "direction": entry.direction.value,
+                "amount": entry.amount,
+            }
+            for entry in posting.entries
+        ],
+    }
+
+
+def decode_posting(document: dict[str, Any]) -> Posting:
+    return Posting(
+        template=document["template"],
+        description=document["description"],
+        metadata=tuple((name, value) for name, value in document["metadata"]),
+        entries=tuple(
+            TemplateEntry(
+                AccountRef(entry["code"], entry["unit"], entry["customer"]),
+                Direction(entry["direction"]),
+                int(entry["amount"]),
+            )
+            for entry in document["entries"]
+        ),
+    )
+
+
+def encode_tax(line: TaxLine) -> dict[str, Any]:
+    return {
+        "rate_id": line.rate.rate_id,
+        "name": line.rate.name,
+        "percent": str(line.rate.percent),
+        "jurisdiction": line.rate.jurisdiction,
+        "taxable_minor": line.taxable_minor,
+        "amount_minor": line.amount_minor,
+    }
+
+
+def price_products(
+    connection: Connection, tenant_id: uuid.UUID, price_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, str]:
+    """The product code of each catalog price (what its revenue is booked under)."""
+    rows = connection.execute(
+        """SELECT p.id, pr.code FROM prices p JOIN products pr ON pr.tenant_id = p.tenant_id AND pr.id = p.product_id
+           WHERE p.tenant_id = %s AND p.id = ANY(%s)""",
+        (tenant_id, list(price_ids)),
+    ).fetchall()
+    return {row[0]: row[1] for row in rows}

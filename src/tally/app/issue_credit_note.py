@@ -1,0 +1,66 @@
+"""Issue a credit note (full or partial, with a reason) against a finalized invoice.
+
+`issue_credit_note` decides what it takes back from each revenue and tax account (in proportion to
+what remains creditable), how much reduces what the customer still owes and how much goes to their
+balance. The `credit_note_issued` posting, the credit note row and the invoice's amounts are written
+in one transaction. Refusals: `invoice_must_be_finalized`, `invoice_is_void`,
+`credit_note_amount_must_be_positive`, `credit_note_exceeds_creditable_amount`,
+`credit_note_reason_unknown`, `memo_too_long`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import cast
+
+from sqlalchemy import Engine
+
+from tally.adapters.clock import Clock
+from tally.adapters.ids import new_id
+from tally.adapters.postgres import invoices as store
+from tally.app._invoicing import Settling, settle_invoice
+from tally.core.invoicing import CreditNote, CreditNoteReason, credit_note_issued, issue_credit_note
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CreditNoteInput:
+    amount_minor: int
+    reason: str
+    memo: str = ""
+
+
+def issue_invoice_credit_note(
+    engine: Engine, clock: Clock, tenant_id: uuid.UUID, invoice_id: uuid.UUID, note: CreditNoteInput
+) -> tuple[store.InvoiceRow, store.CreditNoteRow]:
+    def act(settling: Settling) -> store.CreditNoteRow:
+        note_id = new_id()
+        outcome = issue_credit_note(
+            settling.state,
+            CreditNote(
+                credit_note_id=str(note_id),
+                amount_minor=note.amount_minor,
+                # The core checks the reason (`credit_note_reason_unknown`).
+                reason=cast(CreditNoteReason, note.reason),
+                memo=note.memo,
+            ),
+        )
+        posting = credit_note_issued(settling.customer.external_id, settling.unit, outcome)
+        (transaction_id,) = settling.post([posting], f"credit_note:{note_id}")
+        row = store.CreditNoteRow(
+            id=note_id,
+            invoice_id=invoice_id,
+            amount_minor=note.amount_minor,
+            against_due_minor=outcome.against_due_minor,
+            to_balance_minor=outcome.to_balance_minor,
+            reason=outcome.credit_note.reason.value,
+            memo=note.memo,
+            by_account=[[code, amount] for code, amount in outcome.by_account],
+            issued_at=settling.now,
+            ledger_transaction_id=transaction_id,
+        )
+        store.insert_credit_note(settling.connection, tenant_id, settling.customer.id, settling.invoice.currency, row)
+        settling.settle(outcome.state)
+        return row
+
+    return settle_invoice(engine, clock, tenant_id, invoice_id, act)

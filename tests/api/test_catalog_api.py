@@ -241,3 +241,35 @@ def test_preview_by_id_and_with_a_customers_override(
         404,
         "price_not_found",
     )
+
+
+def test_override_and_preview_times_need_an_offset(client: TestClient, admin_headers: Headers) -> None:
+    ids = _seed(client, admin_headers)
+    customer = _ok(
+        client.post("/v1/customers", json={"external_id": "acme", "currency": "USD"}, headers=admin_headers), 201
+    )
+    negotiated = {"model": "per_unit", "currency": "USD", "unit_price": "0.001"}
+    created = {"customer": customer["id"], "price": ids["tokens"], "override": negotiated}
+    for field in ("effective_from", "effective_until"):
+        _problem(
+            client.post("/v1/price_overrides", json={**created, field: "2031-01-01T00:00:00"}, headers=admin_headers),
+            422,
+            "datetime_must_have_timezone",
+            field,
+        )
+    override = _ok(client.post("/v1/price_overrides", json=created, headers=admin_headers), 201)
+    _problem(
+        client.post(
+            f"/v1/price_overrides/{override['id']}/end", json={"at": "2031-01-01T00:00:00"}, headers=admin_headers
+        ),
+        422,
+        "datetime_must_have_timezone",
+        "at",
+    )
+    by_customer = {"price_id": ids["tokens"], "customer": customer["id"], "quantity": "1"}
+    _problem(
+        client.post("/v1/prices/preview", json={**by_customer, "at": "2031-01-01T00:00:00"}, headers=admin_headers),
+        422,
+        "datetime_must_have_timezone",
+        "at",
+    )

@@ -79,7 +79,7 @@ _VALIDATION_CODES: dict[str, str] = {
     "datetime_type": "value_must_be_datetime",
     "datetime_parsing": "value_must_be_datetime",
     "datetime_from_date_parsing": "value_must_be_datetime",
-    "timezone_naive": "datetime_must_have_timezone",
+    "timezone_aware": "datetime_must_have_timezone",  # pydantic: "Input should have timezone info"
     "date_type": "value_must_be_date",
     "date_parsing": "value_must_be_date",
     "greater_than": "value_out_of_range",

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import Field
+from pydantic import AwareDatetime, Field
 
 from tally.adapters import ids
 from tally.adapters.pagination import PageRequest
@@ -42,13 +42,13 @@ class CreateOverride(ApiModel):
     customer: str = Field(max_length=64, description="The customer (`cus_…`).")
     price: str = Field(max_length=64, description="The catalog price overridden (`price_…`).")
     override: dict[str, Any] = Field(description="The negotiated price document.")
-    effective_from: datetime | None = Field(default=None, description="Default: the customer's clock now.")
-    effective_until: datetime | None = Field(default=None, description="Exclusive; default: until ended.")
+    effective_from: AwareDatetime | None = Field(default=None, description="Default: the customer's clock now.")
+    effective_until: AwareDatetime | None = Field(default=None, description="Exclusive; default: until ended.")
     metadata: Metadata = Field(default_factory=dict)
 
 
 class EndOverride(ApiModel):
-    at: datetime | None = Field(default=None, description="Default: the customer's clock now.")
+    at: AwareDatetime | None = Field(default=None, description="Default: the customer's clock now.")
 
 
 class OverrideResource(Resource):

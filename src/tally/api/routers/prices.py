@@ -24,7 +24,7 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import Field
+from pydantic import AwareDatetime, Field
 
 from tally.adapters import ids
 from tally.adapters.pagination import PageRequest
@@ -87,7 +87,7 @@ class PricePreviewRequest(ApiModel):
     customer: str | None = Field(
         default=None, description="With `price_id`: preview what this customer (`cus_…`) pays (their override)."
     )
-    at: datetime | None = Field(
+    at: AwareDatetime | None = Field(
         default=None, description="With `customer`: the instant whose override applies (default: their clock now)."
     )
     quantity: Decimal | None = Field(default=None, description="The usage as one quantity.")

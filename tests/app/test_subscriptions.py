@@ -318,6 +318,28 @@ def test_migrating_a_plan_version_at_period_end_once(tally: Tally, tenant_id: uu
     assert view.subscription.entries[-1].plan_version_id == second
 
 
+def test_migrating_a_plan_version_immediately_once(tally: Tally, tenant_id: uuid.UUID, catalog: None) -> None:
+    first = plan_version_id(tally, tenant_id, "basic")
+    sid = _basic(tally, tenant_id, make_customer(tally, tenant_id), start_at=JAN).row.id
+    apply_test_catalog(tally, tenant_id, CATALOG.replace("amount: 30}", "amount: 35}", 1))
+    second = plan_version_id(tally, tenant_id, "basic")
+    migration = Migration(from_plan_version_id=first, to=PlanChoice(plan_version_id=second), effective=When.NOW)
+    assert migrate_subscriptions(tally.engine, CLOCK, tenant_id, migration).migrated == (sid,)
+    # Already on the new version from now on: a second run leaves it alone, with the reason.
+    again = migrate_subscriptions(tally.engine, CLOCK, tenant_id, migration)
+    assert (again.migrated, again.skipped) == ((), ((sid, "subscription_not_on_plan_version"),))
+    view = get_subscription(tally.engine, CLOCK, tenant_id, sid, as_of=NOW)
+    (fee,) = [item for item in view.subscription.state.items if item.kind is ItemKind.FIXED]
+    assert fee.unit_amount == Decimal(35)
+    assert (view.subscription.entries[-1].plan_version_id, view.subscription.entries[-1].entry.effective_at) == (
+        second,
+        NOW,
+    )
+    before = get_subscription(tally.engine, CLOCK, tenant_id, sid, as_of=NOW - timedelta(seconds=1))
+    (old_fee,) = [item for item in before.subscription.state.items if item.kind is ItemKind.FIXED]
+    assert old_fee.unit_amount == Decimal(30)
+
+
 def test_two_changes_at_once_are_serialized(tally: Tally, tenant_id: uuid.UUID, catalog: None) -> None:
     seat = price_id(tally, tenant_id, "seat")
     created = create_subscription(

@@ -95,6 +95,8 @@ FACTORIES = [
         prefix="/v1/products",
         create=create_product,
         creates_via=frozenset({("POST", "/v1/products")}),
+        # Oldest first: a full page so the newest is listed however many products other factories made.
+        query={("GET", "/v1/products"): lambda _: {"limit": "100"}},
         bodies={("PATCH", "/v1/products/{code}"): _relabel},
     ),
     IsolationFactory(

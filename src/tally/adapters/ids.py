@@ -30,6 +30,10 @@ PLAN = "plan"
 PLAN_VERSION = "plv"
 PRICE_OVERRIDE = "ovr"
 SUBSCRIPTION = "sub"
+INVOICE = "in"
+INVOICE_LINE = "il"
+INVOICE_PAYMENT = "pay"
+CREDIT_NOTE = "cn"
 
 _CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
 _DECODE = {character: value for value, character in enumerate(_CROCKFORD)}

@@ -19,6 +19,7 @@ ROUTERS: tuple[str, ...] = (
     "customers",
     "events",
     "features",
+    "invoices",
     "ledger",
     "meters",
     "plans",

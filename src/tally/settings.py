@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     integrity_check_cron: str = "*/15 * * * *"
     # Expired Idempotency-Key responses are deleted by the worker on this cron schedule.
     idempotency_purge_cron: str = "7 * * * *"
+    # The billing run (drafts brought up to what is due by each customer's clock), by the worker.
+    billing_run_cron: str = "*/10 * * * *"
 
     # The job runner (DBOS) keeps its checkpoints in a `dbos` schema of tally's own database, so a job
     # can be enqueued in the same transaction as the rows it is about; this moves them elsewhere.

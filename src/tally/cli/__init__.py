@@ -12,6 +12,7 @@ from tally.cli import (
     db,
     demo,
     events,
+    invoices,
     jobs,
     ledger,
     meters,
@@ -43,6 +44,7 @@ app.add_typer(catalog.app, name="catalog")
 app.add_typer(customers.app, name="customers")
 app.add_typer(customers.test_clocks_app, name="test-clocks")
 app.add_typer(subscriptions.app, name="subscriptions")
+app.add_typer(invoices.app, name="invoice")
 server.register(app)
 worker.register(app)
 demo.register(app)

@@ -1,4 +1,5 @@
-"""Tally's own jobs: the scheduled ledger integrity check and the purge of expired idempotency keys.
+"""Tally's own jobs: the scheduled ledger integrity check, the purge of expired idempotency keys and
+the billing run.
 
 Each job is a workflow of steps. A step's result is checkpointed in PostgreSQL when it returns, so a
 worker killed mid-job resumes at the first step that had not returned; the step that was running when
@@ -25,6 +26,8 @@ logger = logging.getLogger(__name__)
 LEDGER_INTEGRITY_QUEUE = define_queue("tally_ledger_integrity", global_concurrency=1)
 # Housekeeping that must not pile up or run in parallel with itself.
 MAINTENANCE_QUEUE = define_queue("tally_maintenance", global_concurrency=1)
+# One billing run at a time (runs of one customer serialize on its lock anyway).
+BILLING_QUEUE = define_queue("tally_billing", global_concurrency=1)
 
 _INTEGRITY_MODULE = "tally.app.check_ledger_integrity"
 _IDEMPOTENCY_MODULE = "tally.app.idempotency"
@@ -83,6 +86,30 @@ def purge_expired_idempotent_requests(scheduled_at: datetime, context: object) -
     return run_purge_expired_idempotent_requests()
 
 
+@DBOS.step(name="tally.billing_run.run", retries_allowed=True, interval_seconds=5, max_attempts=3)
+def run_billing_step() -> int:
+    """Bill every customer with something due by its clock; returns how many drafts changed. Safe to
+    repeat: a billing run that runs again changes nothing."""
+    from tally.app.run_billing import run_billing
+
+    tally = current_tally()
+    result = run_billing(tally.engine, tally.clock)
+    for refused in result.refused:
+        logger.error(
+            "billing run refused a customer: %s",
+            refused.rejection.code if refused.rejection else "unknown",
+            extra={"tenant_id": str(refused.tenant_id), "customer_id": str(refused.customer_id)},
+        )
+    return result.changed
+
+
+@DBOS.workflow(name="tally.billing_run")
+def billing_run(scheduled_at: datetime, context: object) -> int:
+    """The scheduled billing run (`settings.billing_run_cron`)."""
+    return run_billing_step()
+
+
+define_schedule("tally.billing_run", billing_run, cron_setting="billing_run_cron", queue_name=BILLING_QUEUE)
 define_schedule(
     "tally.ledger_integrity_check",
     ledger_integrity_check,

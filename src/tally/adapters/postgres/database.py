@@ -8,6 +8,8 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine
 
+# Registers the bulk array dumpers for every connection made from here on (before the first one).
+from tally.adapters.postgres import arrays as _arrays  # noqa: F401
 from tally.adapters.postgres.server import (
     embedded_server_url,
     ensure_database,

@@ -112,7 +112,7 @@ def write_events(
         "timestamps": TimestampArray(event.timestamp for event in events),
         "properties": TextArray(event.properties_json for event in events),
         "hashes": BytesArray(event.content_hash for event in events),
-        "distinct_customers": list({event.customer for event in events}),
+        "distinct_customers": TextArray({event.customer for event in events}),
         "count": len(events),
     }
     batch_id: int | None = None

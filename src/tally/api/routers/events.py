@@ -282,18 +282,34 @@ def _events_of(text: bytes, media_type: str, window: TimestampWindow) -> Sequenc
     return parsed
 
 
+class _Answered(msgspec.Struct, omit_defaults=True):
+    """One result of an ingest answer, for an event stored or already stored (`late` only when true)."""
+
+    index: int
+    id: str | None
+    result: str
+    late: bool = False
+
+
+class _Refused(msgspec.Struct):
+    """One result for a conflict or a rejection: why, always with all three fields."""
+
+    index: int
+    id: str | None
+    result: str
+    code: str
+    field: str | None
+    message: str
+
+
 def _ingest_answer(result: IngestResult) -> bytes:
-    results = []
-    for index, outcome in enumerate(result.outcomes):
-        item: dict[str, Any] = {"index": index, "id": outcome.event_id, "result": outcome.result}
-        if outcome.late:
-            item["late"] = True
-        rejection = outcome.rejection
-        if rejection is not None:
-            item["code"] = rejection.code
-            item["field"] = rejection.field
-            item["message"] = rejection.message
-        results.append(item)
+    results: list[_Answered | _Refused] = []
+    append = results.append
+    for index, (kind, event_id, rejection, late) in enumerate(result.outcomes):
+        if rejection is None:
+            append(_Answered(index, event_id, kind, late))
+        else:
+            append(_Refused(index, event_id, kind, rejection.code, rejection.field, rejection.message))
     document = {
         "object": "event_ingest_result",
         "batch_id": result.batch_id,

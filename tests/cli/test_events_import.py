@@ -14,6 +14,7 @@ import psycopg
 import pytest
 from typer.testing import CliRunner
 
+from tally.adapters.event_files import LINE_BYTES_MAX
 from tally.app.tenants import create_tenant
 from tally.bootstrap import Tally
 from tally.cli import app
@@ -195,3 +196,28 @@ def test_the_format_must_be_known(run, tmp_path) -> None:
     code, output = run(str(path))
     assert code == 1 and "--format" in output
     assert run(str(path), "--format", "ndjson")[0] == 0
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_unreadable_lines_among_whole_chunks_keep_their_line_numbers(run, tmp_path, database_url, tenant, jobs) -> None:
+    # Several jobs take the file by chunks of undecoded lines: an overlong line and one that is not
+    # UTF-8 must still be refused by line number, and every good line stored once.
+    good = [json.dumps(_event(index)) for index in range(7)]
+    path = tmp_path / "chunks.ndjson"
+    with path.open("wb") as file:
+        file.write(("\n".join(good[:3]) + "\n").encode())
+        file.write(b'{"id":"' + b"x" * (LINE_BYTES_MAX + 10) + b'"}\n')  # line 4: too long
+        file.write((good[3] + "\n").encode())
+        file.write(b'{"id":"bad-\xff","customer":"c","type":"t","timestamp":"2026-01-01T00:00:00Z"}\n')  # line 6
+        file.write(("\n".join(good[4:]) + "\n").encode())
+    code, output = run(str(path), "--jobs", str(jobs), "--batch-size", "3")
+    assert code == 1, output
+    assert _summary(output) == {"accepted": 7, "duplicates": 0, "conflicts": 0, "rejected": 2}
+    for line_number, code_text in ((4, "line_too_long"), (6, "id_invalid")):
+        assert any(row.strip().startswith(f"│ {line_number} ") and code_text in row for row in output.splitlines()), (
+            f"line {line_number}: {code_text}\n{output}"
+        )
+    assert set(_stored(database_url, tenant[1])) == {f"evt-{index}" for index in range(7)}
+    # Again: nothing counted twice.
+    code, output = run(str(path), "--jobs", str(jobs), "--batch-size", "3")
+    assert _summary(output) == {"accepted": 0, "duplicates": 7, "conflicts": 0, "rejected": 2}

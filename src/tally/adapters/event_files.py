@@ -68,6 +68,23 @@ class SourceRecord:
         return SourceRecord(self.line_number, self.raw, event=event, error=error)
 
 
+@dataclass(frozen=True, slots=True)
+class LineChunk:
+    """Consecutive NDJSON lines, read but not decoded: each line's number and text (blank lines are
+    skipped). A line that could not be read (too long) has empty text and its `(code, detail)` in
+    `errors`, under its index."""
+
+    numbers: list[int]
+    texts: list[str]
+    errors: dict[int, tuple[str, str]]
+
+    def record(self, index: int) -> SourceRecord:
+        return SourceRecord(self.numbers[index], self.texts[index], error=self.errors.get(index))
+
+    def records(self) -> list[SourceRecord]:
+        return [self.record(index) for index in range(len(self.texts))]
+
+
 def decode_line(text: str) -> tuple[dict[str, Any] | None, tuple[str, str] | None]:
     """One NDJSON line: (the event object, None) or (None, (code, detail))."""
     try:
@@ -124,16 +141,44 @@ class EventFile:
         return self._ndjson_records(decode) if self.format == "ndjson" else self._csv_records()
 
     def _ndjson_records(self, decode: bool) -> Iterator[SourceRecord]:
+        for line_number, text, error in self._ndjson_lines():
+            if error is not None:
+                yield SourceRecord(line_number, "", error=error)
+                continue
+            record = SourceRecord(line_number, text)
+            yield record.decoded() if decode else record
+
+    def line_chunks(self, size: int) -> Iterator[LineChunk]:
+        """The NDJSON lines in chunks of `size`, read but not decoded, with no object per line: for a
+        consumer that decodes whole chunks elsewhere (worker processes)."""
+        if self.format != "ndjson":
+            raise EventFileError("line chunks are for NDJSON files")
+        chunk = LineChunk([], [], {})
+        for line_number, text, error in self._ndjson_lines():
+            if error is not None:
+                chunk.errors[len(chunk.texts)] = error
+            chunk.numbers.append(line_number)
+            chunk.texts.append(text)
+            if len(chunk.texts) == size:
+                yield chunk
+                chunk = LineChunk([], [], {})
+        if chunk.texts:
+            yield chunk
+
+    def _ndjson_lines(self) -> Iterator[tuple[int, str, tuple[str, str] | None]]:
+        """(line number, text, None), or (line number, "", (code, detail)) for a line that cannot be
+        read; blank lines skipped."""
         line_number = 0
+        readline = self._stream.readline
         while True:
-            line = self._stream.readline(LINE_BYTES_MAX + 1)
+            line = readline(LINE_BYTES_MAX + 1)
             if not line:
                 return
             line_number += 1
             if len(line) > LINE_BYTES_MAX and not line.endswith(b"\n"):
                 while line and not line.endswith(b"\n"):  # skip the rest of the overlong line
-                    line = self._stream.readline(LINE_BYTES_MAX)
-                yield SourceRecord(line_number, "", error=("line_too_long", f"longer than {LINE_BYTES_MAX} bytes"))
+                    line = readline(LINE_BYTES_MAX)
+                yield line_number, "", ("line_too_long", f"longer than {LINE_BYTES_MAX} bytes")
                 continue
             # Bytes that are not UTF-8 are kept (as lone surrogates): the event is then rejected for
             # them, never stored with a silent replacement character.
@@ -142,8 +187,7 @@ class EventFile:
                 text = text.removeprefix("\ufeff")  # a byte-order mark some tools write
             if not text.strip():
                 continue
-            record = SourceRecord(line_number, text)
-            yield record.decoded() if decode else record
+            yield line_number, text, None
 
     def _csv_records(self) -> Iterator[SourceRecord]:
         text_stream = io.TextIOWrapper(self._stream, encoding="utf-8-sig", errors="surrogateescape", newline="")

@@ -33,7 +33,7 @@ from typing import Any, Literal
 from sqlalchemy import Engine
 
 from tally.adapters.clock import Clock
-from tally.adapters.event_files import SourceRecord, decode_line
+from tally.adapters.event_files import EventFile, LineChunk, SourceRecord, decode_line
 from tally.adapters.event_json import parse_json_lines
 from tally.adapters.postgres import database
 from tally.app.ingest_events import IngestOptions, ingest_events
@@ -110,7 +110,8 @@ ChunkListener = Callable[[ChunkOutcome], None]
 # What ingest answers per line: the result alone when the line was stored (or, dry run, valid);
 # (result, event id, code, field, message) when it was refused; None for a line already refused as
 # unreadable (its reason is in its record). Stored lines are most lines: they are kept cheap.
-_Answer = str | tuple[str, str | None, str | None, str | None, str | None] | None
+_Refusal = tuple[str, str | None, str | None, str | None, str | None]
+_Answer = str | _Refusal | None
 
 
 def import_events(
@@ -156,13 +157,50 @@ def import_events(
                 summary.first_refusals.append(outcome)
         if on_chunk is not None:
             on_chunk(ChunkOutcome(len(chunk), refused))
+    _fill_counts(summary, counts)
+    return summary
+
+
+def import_event_file(
+    engine: Engine,
+    clock: Clock,
+    tenant_id: uuid.UUID,
+    source: EventFile,
+    options: ImportOptions,
+    *,
+    on_chunk: ChunkListener | None = None,
+) -> ImportSummary:
+    """`import_events` for an open event file. An NDJSON file ingested by several processes goes by
+    whole chunks of undecoded lines: this process only reads lines and tallies what the workers
+    answer (counts, and the refused lines), so it does next to nothing per event."""
+    if source.format != "ndjson" or options.jobs == 1 or options.dry_run:
+        return import_events(engine, clock, tenant_id, source.records(decode=False), options, on_chunk=on_chunk)
+    summary = ImportSummary()
+    counts: collections.Counter[str] = collections.Counter()
+    for chunk, (chunk_counts, answers) in _ingest_line_chunks(
+        engine, clock, tenant_id, source.line_chunks(options.batch_size), options
+    ):
+        counts.update(chunk_counts)
+        refused = []
+        for index, answer in answers:
+            outcome = _refused(chunk.record(index), answer)
+            counts[outcome.status] += 1
+            refused.append(outcome)
+            if len(summary.first_refusals) < options.refusals_kept:
+                summary.first_refusals.append(outcome)
+        if on_chunk is not None:
+            on_chunk(ChunkOutcome(len(chunk.texts), refused))
+    _fill_counts(summary, counts)
+    return summary
+
+
+def _fill_counts(summary: ImportSummary, counts: collections.Counter[str]) -> None:
     summary.lines = counts.total()
     summary.accepted = counts["accepted"]
     summary.duplicates = counts["duplicate"]
     summary.conflicts = counts["conflict"]
     summary.rejected = counts["rejected"]
     summary.valid = counts["valid"]
-    return summary
 
 
 def _refused(
@@ -260,6 +298,51 @@ def _work(tenant_id: uuid.UUID, items: Sequence[str | dict[str, Any] | None], in
     for index, (code, message) in unreadable.items():
         answers[index] = ("rejected", None, code, None, message)
     return answers
+
+
+def _work_lines(
+    tenant_id: uuid.UUID, texts: Sequence[str], unreadable: Sequence[int], ingest: IngestOptions
+) -> tuple[dict[str, int], list[tuple[int, _Refusal | None]]]:
+    """In a worker process: decode and ingest a chunk of lines (`unreadable`: the indexes of lines
+    the reader refused); answer the counts of lines stored, and the refused ones by index."""
+    items: list[str | None] = list(texts)
+    for index in unreadable:
+        items[index] = None
+    answers = _work(tenant_id, items, ingest)
+    counts: collections.Counter[str] = collections.Counter()
+    refused: list[tuple[int, _Refusal | None]] = []
+    for index, answer in enumerate(answers):
+        if type(answer) is str:
+            counts[answer] += 1
+        else:
+            refused.append((index, answer))
+    return dict(counts), refused
+
+
+def _ingest_line_chunks(
+    engine: Engine, clock: Clock, tenant_id: uuid.UUID, chunks: Iterator[LineChunk], options: ImportOptions
+) -> Iterator[tuple[LineChunk, tuple[dict[str, int], list[tuple[int, _Refusal | None]]]]]:
+    """Chunks of lines go to `options.jobs` processes, at most two each in flight; answers come back
+    in order."""
+    database_url = engine.url.render_as_string(hide_password=False)
+    in_flight: collections.deque[tuple[LineChunk, Future[tuple[dict[str, int], list[tuple[int, _Refusal | None]]]]]] = (
+        collections.deque()
+    )
+    with ProcessPoolExecutor(
+        max_workers=options.jobs,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_start_worker,
+        initargs=(database_url, clock),
+    ) as pool:
+        for chunk in chunks:
+            future = pool.submit(_work_lines, tenant_id, chunk.texts, list(chunk.errors), options.ingest)
+            in_flight.append((chunk, future))
+            if len(in_flight) >= 2 * options.jobs:
+                done, oldest = in_flight.popleft()
+                yield done, oldest.result()
+        while in_flight:
+            done, oldest = in_flight.popleft()
+            yield done, oldest.result()
 
 
 def _ingest_in_processes(

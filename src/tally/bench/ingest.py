@@ -12,7 +12,7 @@ id, same content) — runs three ways against one database, each for a fresh ten
    tally's events (the dedup key plus the same two indexes), over N connections. The COPY payloads
    are built before the clock starts: the baseline is the database's speed, not Python's.
 3. bulk — the library/CLI path (`tally events import`): an NDJSON file read, parsed and ingested in
-   chunks by `import_events` in this process, straight into the database.
+   chunks by `import_event_file` (worker processes), straight into the database.
 
 The http and bulk runs each get a fresh database beside the configured one (migrated, with the
 event partitions of the month; dropped afterwards), so every run starts from empty tables as the
@@ -55,7 +55,7 @@ from tally.adapters.event_files import EventFile
 from tally.adapters.postgres import database
 from tally.adapters.postgres.server import with_database
 from tally.app.api_keys import create_api_key
-from tally.app.import_events import JOBS_MAX, ImportOptions, import_events
+from tally.app.import_events import JOBS_MAX, ImportOptions, import_event_file
 from tally.app.maintain_event_partitions import maintain_event_partitions
 from tally.app.tenants import create_tenant
 from tally.bench.server_process import ServerProcess
@@ -622,11 +622,11 @@ def _bulk(tally: Tally, options: IngestBenchOptions, run_tag: str) -> float:
                 file.write(workload.event_json(index) + "\n")
         started = time.perf_counter()
         with EventFile(path) as source:
-            summary = import_events(
+            summary = import_event_file(
                 tally.engine,
                 tally.clock,
                 tenant_id,
-                source.records(decode=False),
+                source,
                 ImportOptions(batch_size=options.batch_size, jobs=options.bulk_jobs),
             )
         seconds = time.perf_counter() - started

@@ -26,7 +26,7 @@ from tally.app.import_events import (
     ChunkOutcome,
     ImportOptions,
     ImportSummary,
-    import_events,
+    import_event_file,
 )
 from tally.app.ingest_events import IngestOptions
 from tally.cli._context import audit, console, error_console, fail, open_tally, resolve_tenant
@@ -98,9 +98,7 @@ def import_file(
                 progress.update(task, completed=source.bytes_read, lines=lines_done)
 
             try:
-                summary = import_events(
-                    tally.engine, tally.clock, tenant_id, source.records(decode=False), options, on_chunk=on_chunk
-                )
+                summary = import_event_file(tally.engine, tally.clock, tenant_id, source, options, on_chunk=on_chunk)
             except EventFileError as error:
                 fail("file_unreadable", str(error))
             finally:

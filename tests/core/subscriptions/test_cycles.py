@@ -13,9 +13,18 @@ from hypothesis import strategies as st
 
 from tally.core.periods import Interval, IntervalUnit, Period
 from tally.core.rejections import Rejected
-from tally.core.subscriptions import AnchorKind, BillingAnchor, BillingCycle, ProrationBasis
+from tally.core.subscriptions import (
+    AnchorKind,
+    BillingAnchor,
+    BillingCycle,
+    BillingEventKind,
+    ProrationBasis,
+    Started,
+    Timeline,
+    billing_events,
+)
 from tally.core.subscriptions.cycles import zone
-from tests.core.subscriptions.builders import DAY, MONTH, QUARTER, WEEK, YEAR, local, utc
+from tests.core.subscriptions.builders import DAY, MONTH, QUARTER, WEEK, YEAR, fee, local, utc
 
 ANNIVERSARY = BillingAnchor(AnchorKind.ANNIVERSARY)
 CALENDAR = BillingAnchor(AnchorKind.CALENDAR)
@@ -223,3 +232,74 @@ def test_month_boundaries_aim_at_the_anchor_day_and_never_drift(tz: str, start: 
     wall = c.boundary(index).astimezone(ZoneInfo(tz))
     anchor_day = start.astimezone(ZoneInfo(tz)).day
     assert wall.day == min(anchor_day, calendar.monthrange(wall.year, wall.month)[1])
+
+
+@pytest.mark.parametrize("fold", [0, 1])
+@pytest.mark.parametrize("interval", [DAY, WEEK, MONTH, YEAR])
+def test_an_anniversary_in_the_repeated_hour_starts_its_first_period_at_the_start(
+    interval: Interval, fold: int
+) -> None:
+    # 01:30 happens twice on 2024-11-03 in New York: 05:30 UTC (EDT), then 06:30 UTC (EST).
+    # Aware datetimes in a repeated hour never compare equal across zones (PEP 495): compare in UTC.
+    start = local("America/New_York", 2024, 11, 3, 1, 30, fold=fold).astimezone(UTC)
+    assert start == utc(2024, 11, 3, 5 + fold, 30)
+    c = cycle(start, interval, tz="America/New_York")
+    assert c.boundary(0) == start
+    assert c.period_containing(start).start == start
+    assert c.index_of(start) == 0
+    # Later boundaries keep the wall time 01:30; none of them is ambiguous.
+    assert c.boundary(1).astimezone(c.timezone).time().isoformat() == "01:30:00"
+
+
+def test_a_start_in_the_second_occurrence_bills_a_full_first_period() -> None:
+    start = utc(2024, 11, 3, 6, 30)  # the second 01:30, EST
+    timeline = Timeline("sub_1", (Started(effective_at=start, items=(fee("p", "30"),), timezone="America/New_York"),))
+    fees = [e for e in billing_events(timeline, through=start).events if e.kind is BillingEventKind.FIXED_FEE]
+    assert len(fees) == 1
+    assert fees[0].service_period.start == start
+    assert fees[0].proration is not None and fees[0].proration.is_full
+    assert fees[0].amount == 30
+
+
+def test_daily_boundaries_from_the_second_occurrence_keep_to_it_in_later_repeated_hours() -> None:
+    # A daily cycle anchored at the second 01:30 meets the repeated hour again a year later.
+    c = cycle(utc(2024, 11, 3, 6, 30), DAY, tz="America/New_York")
+    # 2025-11-02 is also a fall-back day: its second 01:30 is 06:30 UTC.
+    assert c.boundary(364) == utc(2025, 11, 2, 6, 30)
+    # A gap is still read with the offset before it, whatever the reference's fold.
+    # 2025-03-09 01:30 exists (EST); the day after, 01:30 is EDT.
+    assert c.boundary(c.index_of(utc(2025, 3, 9, 12))) == utc(2025, 3, 9, 6, 30)
+    assert c.boundary(c.index_of(utc(2025, 3, 10, 12))) == utc(2025, 3, 10, 5, 30)
+
+
+@pytest.mark.parametrize(
+    ("start", "expected_first_boundaries"),
+    [
+        # A daily anniversary at 02:30 the day before spring forward: 02:30 does not exist, 03:30 EDT.
+        (
+            local("America/New_York", 2024, 3, 9, 2, 30),
+            [utc(2024, 3, 9, 7, 30), utc(2024, 3, 10, 7, 30), utc(2024, 3, 11, 6, 30)],
+        ),
+        # Europe/Berlin jumps 02:00 → 03:00 on 2024-03-31.
+        (
+            local("Europe/Berlin", 2024, 3, 30, 2, 15),
+            [utc(2024, 3, 30, 1, 15), utc(2024, 3, 31, 1, 15), utc(2024, 4, 1, 0, 15)],
+        ),
+    ],
+)
+def test_spring_forward_gaps_move_a_boundary_forward_and_periods_still_tile(
+    start: datetime, expected_first_boundaries: list[datetime]
+) -> None:
+    tz = str(start.tzinfo)
+    c = cycle(start, DAY, tz=tz)
+    assert [c.boundary(k) for k in range(3)] == expected_first_boundaries
+    periods = c.periods(start, start + timedelta(days=3))
+    assert periods[0].start == start
+    assert all(before.end == after.start for before, after in itertools.pairwise(periods))
+
+
+@given(tz=st.sampled_from(ZONES), interval=st.sampled_from(INTERVALS), start=moments)
+def test_an_anniversary_cycle_begins_exactly_at_the_start(tz: str, interval: Interval, start: datetime) -> None:
+    c = cycle(start, interval, ANNIVERSARY, tz)
+    assert c.boundary(0) == start
+    assert c.period_containing(start).start == start

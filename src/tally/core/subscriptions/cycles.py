@@ -9,8 +9,10 @@ boundary, not its wall time. Periods are half-open `[b(k), b(k+1))`.
 
 A wall time that does not exist (inside a spring-forward gap) is read with the offset in force
 before the gap, which lands it as many minutes after the gap as it was into it (02:30 on a day
-clocks jump from 02:00 to 03:00 becomes 03:30). An ambiguous wall time (fall-back) means its first
-occurrence. Both are Python's `fold=0` rules, applied the same way everywhere.
+clocks jump from 02:00 to 03:00 becomes 03:30). An ambiguous wall time (fall-back) means the
+occurrence the reference itself has: its first, unless the reference is a moment in the second
+pass of a repeated hour (an anniversary started at the second 01:30). Boundary 0 of an anniversary
+is therefore the start itself, to the microsecond, whichever pass of the hour it fell in.
 """
 
 from __future__ import annotations
@@ -99,7 +101,8 @@ class BillingCycle:
     """
 
     interval: Interval
-    reference: datetime  # naive: a wall time in `timezone`
+    # Naive: a wall time in `timezone`. Its `fold` says which pass of a repeated hour it means.
+    reference: datetime
     day_of_month: int
     timezone: ZoneInfo
 
@@ -138,7 +141,7 @@ class BillingCycle:
             days = self.interval.days
             require(days is not None, "an interval is month-based or day-based")
             wall = self.reference + timedelta(days=index * (days or 1))
-        return wall.replace(tzinfo=self.timezone, fold=0).astimezone(UTC)
+        return self._instant(wall)
 
     def index_of(self, moment: datetime) -> int:
         """The number of the period holding `moment`: boundary(k) <= moment < boundary(k + 1)."""
@@ -201,8 +204,24 @@ class BillingCycle:
 
     def day_start(self, day: date) -> datetime:
         """When billing day `day` starts, in UTC: the reference's wall time of day on that date."""
-        wall = datetime.combine(day, self.reference.time())
-        return wall.replace(tzinfo=self.timezone, fold=0).astimezone(UTC)
+        return self._instant(datetime.combine(day, self.reference.time()))
+
+    def _instant(self, wall: datetime) -> datetime:
+        """The UTC instant of the wall time `wall` in the cycle's zone.
+
+        A wall time that occurs twice takes the reference's pass of the hour; one that does not
+        occur (a gap) is read with the offset before the gap, whatever the reference's fold: `fold=1`
+        there would place it before the gap, an hour earlier than the wall time says.
+        """
+        first = wall.replace(tzinfo=self.timezone, fold=0)
+        second = wall.replace(tzinfo=self.timezone, fold=1)
+        first_offset, second_offset = first.utcoffset(), second.utcoffset()
+        require(first_offset is not None and second_offset is not None, "a zone gives every wall time an offset")
+        # In a repeated hour the first pass has the larger offset (clocks were ahead); in a gap, the
+        # smaller one. Equal offsets: an ordinary wall time.
+        repeated = first_offset is not None and second_offset is not None and first_offset > second_offset
+        chosen = second if repeated and self.reference.fold == 1 else first
+        return chosen.astimezone(UTC)
 
     def position(self, period: Period, moment: datetime, basis: ProrationBasis) -> int:
         """Whole units (seconds or billing days) from the start of `period` to `moment`.

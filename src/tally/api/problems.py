@@ -24,7 +24,7 @@ from pydantic_core.core_schema import ErrorType
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tally.api.context import request_id_of
-from tally.core.rejections import Rejected
+from tally.core.rejections import InvariantViolation, Rejected
 
 logger = logging.getLogger(__name__)
 
@@ -260,12 +260,14 @@ def _validation_problem(error: Mapping[str, Any]) -> dict[str, str | None]:
 
 
 async def _on_rejected(request: Request, error: Exception) -> ProblemResponse:
-    assert isinstance(error, Rejected)
+    if not isinstance(error, Rejected):
+        raise InvariantViolation("this handler is registered for Rejected only")
     return rejection_response(error, request_id_of(request.scope))
 
 
 async def _on_validation_error(request: Request, error: Exception) -> ProblemResponse:
-    assert isinstance(error, RequestValidationError)
+    if not isinstance(error, RequestValidationError):
+        raise InvariantViolation("this handler is registered for RequestValidationError only")
     problems = [_validation_problem(item) for item in error.errors()]
     first = problems[0] if problems else {"code": "value_invalid", "field": None, "detail": "invalid request"}
     return problem_response(
@@ -279,7 +281,8 @@ async def _on_validation_error(request: Request, error: Exception) -> ProblemRes
 
 
 async def _on_http_exception(request: Request, error: Exception) -> ProblemResponse:
-    assert isinstance(error, StarletteHTTPException)
+    if not isinstance(error, StarletteHTTPException):
+        raise InvariantViolation("this handler is registered for HTTPException only")
     code = _HTTP_STATUS_CODES.get(error.status_code, "bad_request" if error.status_code < 500 else "internal_error")
     detail = error.detail if isinstance(error.detail, str) else code.replace("_", " ")
     if code == "route_not_found":

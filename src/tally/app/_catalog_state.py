@@ -23,6 +23,7 @@ from tally.core.catalog.model import (
     PriceSpec,
     ProductSpec,
 )
+from tally.core.rejections import InvariantViolation
 
 
 def current_catalog(connection: psycopg.Connection[Any], tenant_id: uuid.UUID) -> CurrentCatalog:
@@ -32,7 +33,8 @@ def current_catalog(connection: psycopg.Connection[Any], tenant_id: uuid.UUID) -
         found = meter_store.list_meters(connection, tenant_id, page)
         for meter in found.items:
             version = meter_store.get_version(connection, tenant_id, meter.id, meter.latest_version)
-            assert version is not None
+            if version is None:
+                raise InvariantViolation("a meter's latest version must exist")
             meters[meter.code] = MeterSpec(
                 code=meter.code,
                 name=meter.name,
@@ -66,7 +68,8 @@ def current_catalog(connection: psycopg.Connection[Any], tenant_id: uuid.UUID) -
         stale: frozenset[str] = frozenset()
         if plan.published_version is not None:
             published = store.get_version(connection, tenant_id, plan.id, plan.published_version)
-            assert published is not None
+            if published is None:
+                raise InvariantViolation("a plan's published version named on the plan must exist")
             content = PlanContent(
                 items=tuple(PlanItem(price=item.price_code, quantity=item.quantity) for item in published.items),
                 trial_days=published.trial_days,

@@ -18,7 +18,7 @@ from tally.adapters.postgres import catalog as store
 from tally.core import money
 from tally.core.catalog.model import FeatureKind, PlanContent, check_plan_content
 from tally.core.rating import Price, price_from_document
-from tally.core.rejections import Rejected
+from tally.core.rejections import InvariantViolation, Rejected
 
 Connection = psycopg.Connection[Any]
 
@@ -78,7 +78,8 @@ def insert_price(
             "price_code_taken", f"{holder} is the active price {code!r}: archive it first, or use another code", "code"
         )
     row = store.get_price(connection, tenant_id, price_id)
-    assert row is not None
+    if row is None:
+        raise InvariantViolation("the price just inserted must read back")
     return row
 
 
@@ -127,7 +128,8 @@ def write_draft(
     """Fill the plan's draft (made when there is none) with checked content; answers its number."""
     if plan.draft_version is not None:
         version = store.get_version(connection, tenant_id, plan.id, plan.draft_version, for_update=True)
-        assert version is not None
+        if version is None:
+            raise InvariantViolation("a plan's draft version named on the plan must exist")
         store.update_version(
             connection, version.id, trial_days=content.trial_days, entitlements=content.entitlements, now=now
         )

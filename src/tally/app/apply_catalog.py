@@ -35,7 +35,7 @@ from tally.app.update_meter import MeterUpdate, update_meter_in
 from tally.core.catalog.diff import Action, CatalogPlan, Change, diff_catalog
 from tally.core.catalog.files import Catalog, CatalogSource, read_catalog
 from tally.core.metering.meters import DEFINITION_FIELDS, MeterDefinitionInput
-from tally.core.rejections import require
+from tally.core.rejections import InvariantViolation, require
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +115,8 @@ def _apply(
             if change.action is Action.REPLACE:
                 _archive(connection, tenant_id, code, now)
             product_row = store.get_product(connection, tenant_id, price.product)
-            assert product_row is not None  # checked by the diff, created before prices
+            if product_row is None:
+                raise InvariantViolation("the plan checked that a price's product exists (created before prices)")
             insert_price(
                 connection,
                 tenant_id,
@@ -127,23 +128,27 @@ def _apply(
             )
         case "prices", Action.UPDATE:
             active = store.get_active_price(connection, tenant_id, code)
-            assert active is not None
+            if active is None:
+                raise InvariantViolation("the plan only updates an active price")
             store.update_price_metadata(connection, active.id, desired.prices[code].metadata)
         case "prices", Action.ARCHIVE:
             _archive(connection, tenant_id, code, now)
         case "plans", Action.NEW_VERSION:
             plan_row = store.get_plan(connection, tenant_id, code, for_update=True)
-            assert plan_row is not None
+            if plan_row is None:
+                raise InvariantViolation("the plan only versions a plan that exists (created before versions)")
             content = plan.plan_contents[code]
             price_ids = {}
             for item in content.items:
                 active = store.get_active_price(connection, tenant_id, item.price)
-                assert active is not None  # checked by the diff; created or kept above
+                if active is None:
+                    raise InvariantViolation("the plan checked that every plan item's price is active")
                 price_ids[item.price] = active.id
             number = write_draft(connection, tenant_id, plan_row, content=content, price_ids=price_ids, now=now)
             require(number == change.version, f"plan {code}: made version {number}, planned {change.version}")
             version = store.get_version(connection, tenant_id, plan_row.id, number)
-            assert version is not None
+            if version is None:
+                raise InvariantViolation("the plan version just written must read back")
             store.publish_version(connection, version.id, now)
         case _:  # pragma: no cover - the diff makes no other change
             raise ValueError(f"no way to apply {change}")
@@ -173,5 +178,6 @@ def _per_tenant_max(section: str) -> int:
 
 def _archive(connection: psycopg.Connection[Any], tenant_id: uuid.UUID, code: str, now: Any) -> None:
     active = store.get_active_price(connection, tenant_id, code)
-    assert active is not None
+    if active is None:
+        raise InvariantViolation("the plan only archives or replaces an active price")
     store.archive_price(connection, active.id, now)

@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 from tally.adapters.clock import Clock
 from tally.adapters.postgres import catalog as store
 from tally.adapters.postgres.connections import run_in_transaction
-from tally.core.rejections import Rejected
+from tally.core.rejections import InvariantViolation, Rejected
 
 
 def archive_price(engine: Engine, clock: Clock, tenant_id: uuid.UUID, price_id: uuid.UUID) -> store.PriceRow:
@@ -24,7 +24,8 @@ def archive_price(engine: Engine, clock: Clock, tenant_id: uuid.UUID, price_id: 
         if row.archived_at is None:
             store.archive_price(connection, row.id, clock.now())
         archived = store.get_price(connection, tenant_id, price_id)
-        assert archived is not None
+        if archived is None:
+            raise InvariantViolation("the price just archived must read back")
         return archived
 
     return run_in_transaction(engine, work)

@@ -17,7 +17,7 @@ from tally.adapters.postgres import catalog as store
 from tally.adapters.postgres.connections import run_in_transaction
 from tally.app._catalog_write import FEATURES_PER_TENANT_MAX, check_room
 from tally.core.catalog.model import FeatureKind, FeatureSpec
-from tally.core.rejections import Rejected
+from tally.core.rejections import InvariantViolation, Rejected
 
 Feature = store.FeatureRow
 
@@ -42,7 +42,8 @@ def create_feature(engine: Engine, clock: Clock, tenant_id: uuid.UUID, feature: 
         if not store.insert_labeled(connection, spec, row_id=new_id(), tenant_id=tenant_id, now=clock.now()):
             raise Rejected.because("feature_code_taken", f"a feature {spec.code!r} exists", "code")
         row = store.get_feature(connection, tenant_id, spec.code)
-        assert row is not None
+        if row is None:
+            raise InvariantViolation("the feature just inserted must read back")
         return row
 
     return run_in_transaction(engine, work)

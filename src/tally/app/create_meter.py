@@ -20,7 +20,7 @@ from tally.adapters.postgres import meters as store
 from tally.adapters.postgres.connections import run_in_transaction
 from tally.app.meter_queries import MeterState
 from tally.core.metering.meters import MeterDefinitionInput, MeterLabels, definition_changes
-from tally.core.rejections import Rejected
+from tally.core.rejections import InvariantViolation, Rejected
 
 METERS_PER_TENANT_MAX = 1000
 
@@ -66,9 +66,11 @@ def create_meter_in(
     )
     if row is None:
         existing = store.get_meter(connection, tenant_id, labels.code)
-        assert existing is not None
+        if existing is None:
+            raise InvariantViolation("a meter whose code conflicted must exist")
         version = store.get_version(connection, tenant_id, existing.id, existing.latest_version)
-        assert version is not None
+        if version is None:
+            raise InvariantViolation("a meter's latest version must exist")
         changed = definition_changes(version.definition, definition)
         if changed:
             raise Rejected.because(
@@ -84,7 +86,8 @@ def create_meter_in(
                     name,
                 )
         return CreatedMeter(MeterState(existing, version), created=False)
-    assert count is not None
+    if count is None:
+        raise InvariantViolation("the meter count was read before inserting")
     if count[0] >= METERS_PER_TENANT_MAX:
         raise Rejected.because(
             "meters_exceed_limit", f"a tenant has at most METERS_PER_TENANT_MAX = {METERS_PER_TENANT_MAX} meters"
@@ -93,5 +96,6 @@ def create_meter_in(
         connection, tenant_id=tenant_id, meter_id=row.id, version=1, definition=definition, now=now
     )
     version = store.get_version_by_id(connection, version_id)
-    assert version is not None
+    if version is None:
+        raise InvariantViolation("the meter version just inserted must read back")
     return CreatedMeter(MeterState(row, version), created=True)

@@ -17,7 +17,7 @@ from tally.adapters.postgres import catalog as store
 from tally.adapters.postgres.connections import run_in_transaction
 from tally.app._catalog_write import PLANS_PER_TENANT_MAX, check_room
 from tally.core.catalog.model import PlanSpec
-from tally.core.rejections import Rejected
+from tally.core.rejections import InvariantViolation, Rejected
 
 Plan = store.PlanRow
 
@@ -38,7 +38,8 @@ def create_plan(engine: Engine, clock: Clock, tenant_id: uuid.UUID, plan: PlanIn
         if not store.insert_labeled(connection, spec, row_id=new_id(), tenant_id=tenant_id, now=clock.now()):
             raise Rejected.because("plan_code_taken", f"a plan {spec.code!r} exists", "code")
         row = store.get_plan(connection, tenant_id, spec.code)
-        assert row is not None
+        if row is None:
+            raise InvariantViolation("the plan just inserted must read back")
         return row
 
     return run_in_transaction(engine, work)

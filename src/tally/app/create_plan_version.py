@@ -20,7 +20,7 @@ from tally.adapters.postgres import catalog as store
 from tally.adapters.postgres.connections import run_in_transaction
 from tally.app._catalog_write import check_content_by_id, write_draft
 from tally.core.catalog.model import PlanContent, PlanItem
-from tally.core.rejections import Rejected
+from tally.core.rejections import InvariantViolation, Rejected
 
 PlanVersion = store.PlanVersionRow
 
@@ -61,7 +61,8 @@ def create_plan_version(
             now=clock.now(),
         )
         created = store.get_version(connection, tenant_id, plan.id, number)
-        assert created is not None
+        if created is None:
+            raise InvariantViolation("the plan version just inserted must read back")
         return created
 
     return run_in_transaction(engine, work)

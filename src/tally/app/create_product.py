@@ -16,7 +16,7 @@ from tally.adapters.postgres import catalog as store
 from tally.adapters.postgres.connections import run_in_transaction
 from tally.app._catalog_write import PRODUCTS_PER_TENANT_MAX, check_room
 from tally.core.catalog.model import ProductSpec
-from tally.core.rejections import Rejected
+from tally.core.rejections import InvariantViolation, Rejected
 
 Product = store.ProductRow
 
@@ -39,7 +39,8 @@ def create_product(engine: Engine, clock: Clock, tenant_id: uuid.UUID, product: 
         if not store.insert_labeled(connection, spec, row_id=new_id(), tenant_id=tenant_id, now=clock.now()):
             raise Rejected.because("product_code_taken", f"a product {spec.code!r} exists", "code")
         row = store.get_product(connection, tenant_id, spec.code)
-        assert row is not None
+        if row is None:
+            raise InvariantViolation("the product just inserted must read back")
         return row
 
     return run_in_transaction(engine, work)

@@ -13,7 +13,7 @@ from tally.adapters.pagination import Page, PageRequest
 from tally.adapters.postgres import ledger as store
 from tally.adapters.postgres.connections import psycopg_transaction
 from tally.core.ledger.model import Balances, Direction
-from tally.core.rejections import Rejected
+from tally.core.rejections import InvariantViolation, Rejected
 
 T = TypeVar("T")
 LedgerEntry = store.EntryRow
@@ -76,7 +76,8 @@ def account_balance(
             raise Rejected.because("as_of_must_have_timezone", "as_of needs a UTC offset", "as_of")
         with psycopg_transaction(engine) as connection:
             row = connection.execute(_BALANCE_AS_OF, {"account_id": account.id, "as_of": as_of}).fetchone()
-        assert row is not None
+        if row is None:
+            raise InvariantViolation("a balance query answers one row")
         balances = Balances(*(int(value) for value in row))
     return AccountBalance(account.id, account.unit_code, Direction(account.normal_balance), as_of, balances)
 

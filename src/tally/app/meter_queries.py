@@ -11,7 +11,7 @@ from tally.adapters.pagination import Page, PageRequest
 from tally.adapters.postgres import meters as store
 from tally.adapters.postgres.connections import psycopg_transaction
 from tally.core.metering.meters import MeterVersion
-from tally.core.rejections import Rejected
+from tally.core.rejections import InvariantViolation, Rejected
 
 MeterRow = store.MeterRow
 MeterVersionRow = store.MeterVersionRow
@@ -47,7 +47,8 @@ def list_meters(engine: Engine, tenant_id: uuid.UUID, page: PageRequest | None =
         states = []
         for meter in found.items:
             version = store.get_version(connection, tenant_id, meter.id, meter.latest_version)
-            assert version is not None
+            if version is None:
+                raise InvariantViolation("a meter's latest version must exist")
             states.append(MeterState(meter, version))
     return Page(items=states, has_more=found.has_more, backwards=found.backwards)
 

@@ -24,7 +24,7 @@ from tally.app.ledger_accounts import resolve_unit
 from tally.core import money
 from tally.core.ledger import model
 from tally.core.ledger.model import Direction, Entry, TransactionKind, TransactionSpec
-from tally.core.rejections import Rejected
+from tally.core.rejections import InvariantViolation, Rejected
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -116,7 +116,8 @@ def _amount_minor(entry: EntryInput, index: int, units: Mapping[uuid.UUID, money
     unit = units.get(entry.account_id) if entry.account_id else None
     if unit is None:
         raise Rejected.because("account_must_exist", "no such account for this tenant", f"entries[{index}].account_id")
-    assert entry.amount_decimal is not None
+    if entry.amount_decimal is None:
+        raise InvariantViolation("an entry's amount was parsed when the request was validated")
     return money.minor_from_decimal(entry.amount_decimal, unit, f"entries[{index}].amount_decimal")
 
 

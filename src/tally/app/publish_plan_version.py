@@ -22,6 +22,7 @@ from tally.app._catalog_write import check_content_by_id
 from tally.app.create_plan_version import PlanVersion, locked_plan
 from tally.app.update_plan_version import editable_version
 from tally.core.catalog.model import PlanContent, PlanItem
+from tally.core.rejections import InvariantViolation
 
 
 def publish_plan_version(
@@ -44,7 +45,8 @@ def publish_plan_version(
         )
         store.publish_version(connection, version.id, clock.now())
         published = store.get_version(connection, tenant_id, plan.id, number)
-        assert published is not None
+        if published is None:
+            raise InvariantViolation("the plan version just published must read back")
         return published
 
     return run_in_transaction(engine, work)

@@ -21,7 +21,7 @@ from tally.adapters.postgres import meters as store
 from tally.adapters.postgres.connections import run_in_transaction
 from tally.app.meter_queries import MeterState
 from tally.core.metering.meters import DEFINITION_FIELDS, MeterDefinitionInput, MeterLabels, definition_changes
-from tally.core.rejections import Rejected
+from tally.core.rejections import InvariantViolation, Rejected
 
 VERSIONS_PER_METER_MAX = 1000
 
@@ -60,7 +60,8 @@ def update_meter_in(
     if meter is None:
         raise Rejected.because("meter_not_found", f"no meter {code!r} for this tenant", "code")
     current = store.get_version(connection, tenant_id, meter.id, meter.latest_version)
-    assert current is not None
+    if current is None:
+        raise InvariantViolation("a meter's latest version must exist")
     labels = MeterLabels(
         code=meter.code,
         name=update.name if update.name is not None else meter.name,
@@ -84,7 +85,8 @@ def update_meter_in(
             now=now,
         )
         created = store.get_version_by_id(connection, version_id)
-        assert created is not None
+        if created is None:
+            raise InvariantViolation("the meter version just inserted must read back")
         version = created
     label_changes = (
         labels.name != meter.name

@@ -18,7 +18,7 @@ from tally.adapters.postgres.connections import run_in_transaction
 from tally.app._catalog_write import check_content_by_id, write_draft
 from tally.app.create_plan_version import PlanVersion, locked_plan
 from tally.core.catalog.model import PlanContent, PlanItem
-from tally.core.rejections import Rejected
+from tally.core.rejections import InvariantViolation, Rejected
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -70,7 +70,8 @@ def update_plan_version(
             now=clock.now(),
         )
         updated = store.get_version(connection, tenant_id, plan.id, number)
-        assert updated is not None
+        if updated is None:
+            raise InvariantViolation("the plan version just updated must read back")
         return updated
 
     return run_in_transaction(engine, work)

@@ -15,6 +15,7 @@ import typer
 from rich.table import Table
 
 from tally.cli._context import audit, console, open_tally, rejections_as_errors, resolve_tenant
+from tally.core.rejections import InvariantViolation
 
 app = typer.Typer(help="Catalog as code: plan and apply YAML catalog files.", no_args_is_help=True)
 
@@ -36,7 +37,8 @@ def _show(document: dict[str, object], *, applied: bool, as_json: bool) -> None:
         console.print_json(json.dumps({"applied": applied, **document}))
         return
     changes = document["changes"]
-    assert isinstance(changes, list)
+    if not isinstance(changes, list):
+        raise InvariantViolation("a catalog plan lists its changes")
     if not changes:
         console.print("[green]No changes.[/green] The catalog matches the files.")
         return
@@ -49,7 +51,8 @@ def _show(document: dict[str, object], *, applied: bool, as_json: bool) -> None:
         table.add_row(f"[{colour}]{sign}[/{colour}]", change["section"], change["code"], change["action"], detail)
     console.print(table)
     summary = document["summary"]
-    assert isinstance(summary, dict)
+    if not isinstance(summary, dict):
+        raise InvariantViolation("a catalog plan has a summary object")
     counts = ", ".join(f"{count} {action}" for action, count in summary.items() if count)
     console.print(f"{'Applied' if applied else 'Plan'}: {counts}.")
 

@@ -12,6 +12,7 @@ from tally.adapters.ids import TENANT, format_id
 from tally.cli._context import console, open_tally, rejections_as_errors, resolve_tenant
 from tally.cli.bench import app as bench_app
 from tally.core.metering.usage import Granularity, quantity_text
+from tally.core.rejections import InvariantViolation
 
 app = typer.Typer(help="Usage: queries, rollup verification.", no_args_is_help=True)
 
@@ -82,7 +83,8 @@ def query(
         table.add_column(column, justify="right" if column in ("value", "events", "skipped") else "left")
     for row in rows:
         group = row["group"]
-        assert isinstance(group, dict)
+        if not isinstance(group, dict):
+            raise InvariantViolation("a usage row's group is an object")
         table.add_row(
             str(row["from"]),
             str(row["to"]),

@@ -15,6 +15,7 @@ import psycopg
 from tally.adapters.pagination import Page, PageRequest
 from tally.core import money
 from tally.core.catalog.model import FeatureSpec, PlanSpec, ProductSpec
+from tally.core.rejections import InvariantViolation
 
 DRAFT = "draft"
 PUBLISHED = "published"
@@ -216,7 +217,8 @@ def count(connection: Connection, table: str, tenant_id: uuid.UUID) -> int:
     if table not in ("products", "features", "prices", "plans"):  # pragma: no cover - programming error
         raise ValueError(table)
     row = connection.execute(f"SELECT count(*) FROM {table} WHERE tenant_id = %s", (tenant_id,)).fetchone()
-    assert row is not None
+    if row is None:
+        raise InvariantViolation("count(*) answers one row")
     return int(row[0])
 
 
@@ -545,7 +547,8 @@ def insert_override(
             now,
         ),
     ).fetchone()
-    assert row is not None
+    if row is None:
+        raise InvariantViolation("INSERT … RETURNING answers a row")
     return OverrideRow(*row)
 
 
@@ -600,5 +603,6 @@ def end_override(
             RETURNING {OVERRIDE_COLUMNS}""",
         (effective_until, now, override_id),
     ).fetchone()
-    assert row is not None
+    if row is None:
+        raise InvariantViolation("the override being ended exists (it was read first)")
     return OverrideRow(*row)

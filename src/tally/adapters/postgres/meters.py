@@ -13,6 +13,7 @@ import psycopg
 
 from tally.adapters.pagination import Page, PageRequest
 from tally.core.metering.meters import MeterDefinition, MeterVersion, definition_from_document
+from tally.core.rejections import InvariantViolation
 
 BACKFILLING = "backfilling"
 READY = "ready"
@@ -100,7 +101,8 @@ def insert_version(
            VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id""",
         (tenant_id, meter_id, version, definition.event_type, json.dumps(definition.document()), now, BACKFILLING),
     ).fetchone()
-    assert row is not None
+    if row is None:
+        raise InvariantViolation("INSERT … RETURNING answers a row")
     return int(row[0])
 
 
@@ -129,7 +131,8 @@ def update_meter(
             WHERE id = %s RETURNING {METER_COLUMNS}""",
         (name, description, json.dumps(dict(metadata)), latest_version, now, meter_id),
     ).fetchone()
-    assert row is not None
+    if row is None:
+        raise InvariantViolation("the meter being updated exists (it was locked)")
     return MeterRow(*row)
 
 

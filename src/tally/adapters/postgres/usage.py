@@ -52,7 +52,7 @@ from tally.core.metering.usage import (
     ceil_hour,
     floor_hour,
 )
-from tally.core.rejections import Rejected
+from tally.core.rejections import InvariantViolation, Rejected
 
 # Earlier than any event: the lower bound of "everything before the window".
 BEGINNING = datetime(1, 1, 2, tzinfo=UTC)
@@ -341,7 +341,8 @@ def _time_weighted(
     """Segments of the window (rollup hours, raw events) folded in order after the level each series
     had before the window, which comes from the latest rollup hour before it or from raw events."""
     aggregation = query.meter.definition.aggregation
-    assert isinstance(aggregation, TimeWeightedSum)
+    if not isinstance(aggregation, TimeWeightedSum):
+        raise InvariantViolation("time-weighted windows come from time-weighted meters")
     start = query.start_utc
     # Raw: the window's edges and pending hours, and before the window: the pending hours and the cut
     # part of the first hour (the carry-in may be there). For a raw-only answer: everything before.

@@ -52,7 +52,7 @@ from tally.core.metering.usage import (
     UsageRow,
     buckets,
 )
-from tally.core.rejections import Rejected, require
+from tally.core.rejections import InvariantViolation, Rejected, require
 
 # Sums and integrals are exact: 1000 digits is far beyond any value of at most 80 characters times
 # any count, and Inexact is trapped, so a silent rounding would be a crash, never a wrong figure.
@@ -209,8 +209,8 @@ def filter_holds(condition: PropertyFilter, properties: Mapping[str, object]) ->
         case FilterOperator.GT | FilterOperator.GTE | FilterOperator.LT | FilterOperator.LTE:
             number = numeric_value(value)
             operand = condition.values[0]
-            require(isinstance(operand, Decimal), "a comparison operand is a number")
-            assert isinstance(operand, Decimal)
+            if not isinstance(operand, Decimal):
+                raise InvariantViolation("a comparison operand is a number")
             if number is None:
                 return False
             match condition.operator:

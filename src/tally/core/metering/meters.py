@@ -19,7 +19,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any, ClassVar
 
-from tally.core.rejections import Rejected, require
+from tally.core.rejections import InvariantViolation, Rejected, require
 
 METER_CODE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 # Properties are top-level keys of an event's `properties` object.
@@ -371,8 +371,8 @@ def _aggregation(kind: str, property_name: str | None, time_unit: str | None) ->
 
 
 def _present(value: str | None) -> str:
-    require(value is not None, "a value property was checked to be present")
-    assert value is not None
+    if value is None:
+        raise InvariantViolation("a value property was checked to be present")
     return value
 
 

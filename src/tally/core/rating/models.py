@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 from tally.core.money import RoundingMode, Unit
 from tally.core.periods import Interval
-from tally.core.rejections import Rejected
+from tally.core.rejections import InvariantViolation, Rejected
 
 # ----- limits (STYLE rule 9) ---------------------------------------------------------------------
 
@@ -105,7 +105,8 @@ def as_decimal(value: object, field: str) -> Decimal:
 def _digits(value: Decimal) -> tuple[int, int]:
     """(whole digits, decimal places) of a finite Decimal."""
     _, digits, exponent = value.as_tuple()
-    assert isinstance(exponent, int)
+    if not isinstance(exponent, int):
+        raise InvariantViolation("a finite Decimal has an integer exponent")
     places = max(0, -exponent)
     whole = max(0, len(digits) + exponent)
     return whole, places

@@ -26,7 +26,7 @@ from tally.core.rating.models import (
     as_decimal,
     refuse_float,
 )
-from tally.core.rejections import Rejected
+from tally.core.rejections import InvariantViolation, Rejected
 
 # Per-event values are held in memory; past this, bill from a summary or split the period.
 EVENT_VALUES_MAX = 1_000_000
@@ -45,7 +45,8 @@ def check_usage_number(value: object, field: str) -> Decimal:
         raise Rejected.because("quantity_must_not_be_negative", "a quantity is zero or more", field)
     if number:
         _, digits, exponent = number.normalize(WIDE).as_tuple()
-        assert isinstance(exponent, int)
+        if not isinstance(exponent, int):
+            raise InvariantViolation("a finite Decimal has an integer exponent")
         if len(digits) + exponent > QUANTITY_WHOLE_DIGITS_MAX or -exponent > QUANTITY_DECIMAL_PLACES_MAX:
             raise Rejected.because(
                 "quantity_out_of_range",

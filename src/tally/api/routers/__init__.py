@@ -19,6 +19,8 @@ ROUTERS: tuple[str, ...] = (
     "customers",
     "events",
     "features",
+    # Before "invoices": its /invoices/export and /invoices/{id}.pdf must not be read as an invoice id.
+    "invoice_documents",
     "invoices",
     "ledger",
     "meters",

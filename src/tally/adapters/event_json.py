@@ -22,7 +22,7 @@ tests compares both on random bodies).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
@@ -44,7 +44,7 @@ from tally.core.metering.events import (
     parse_timestamp,
 )
 
-__all__ = ["Parsed", "parse_json_body", "parse_json_lines"]
+__all__ = ["Parsed", "parse_json_body", "parse_json_lines", "parse_json_texts"]
 
 
 class _RawEvent(msgspec.Struct, forbid_unknown_fields=True):
@@ -61,12 +61,17 @@ class _NotPlain(ValueError):
 
 
 def _canonical_decimal(literal: str) -> Decimal:
-    value = Decimal(literal)
-    # The common case: the literal is already canonical (plain, no trailing zero, within the limits).
-    if literal[-1] != "0" and "e" not in literal and "E" not in literal and str(value) == literal:
-        whole, _, fraction = literal.lstrip("-").partition(".")
-        if len(whole) <= NUMBER_DIGITS_MAX and len(fraction) <= NUMBER_DIGITS_MAX:
-            return value
+    # The common case: plain notation (msgspec hands over only literals with a fraction or an
+    # exponent), canonical once trailing zeros are gone, within the limits.
+    if "e" not in literal and "E" not in literal:
+        text = literal.rstrip("0").rstrip(".") if literal[-1] == "0" else literal
+        if text in ("", "-", "-0"):
+            text = "0"
+        value = Decimal(text)
+        if str(value) == text:
+            whole, _, fraction = text.lstrip("-").partition(".")
+            if len(whole) <= NUMBER_DIGITS_MAX and len(fraction) <= NUMBER_DIGITS_MAX:
+                return value
     try:
         text = canonical_decimal_text(Decimal(literal))
     except (ValueError, InvalidOperation) as error:
@@ -81,6 +86,8 @@ _ONE_OR_MANY: Final = msgspec.json.Decoder(_RawEvent | list[_RawEvent], float_ho
 _ONE: Final = msgspec.json.Decoder(_RawEvent, float_hook=_canonical_decimal)
 _ENCODER: Final = msgspec.json.Encoder(order="sorted", decimal_format="number")
 _DECODE_ERRORS: Final = (msgspec.DecodeError, msgspec.ValidationError, _NotPlain, RecursionError)
+# An `Event` built as the tuple it is, skipping the named tuple's Python-level constructor.
+_new_event: Final = tuple.__new__
 
 
 Parsed = list[Event | dict[str, Any]]
@@ -101,13 +108,15 @@ def parse_json_body(body: bytes, window: TimestampWindow) -> Parsed | None:
 
 def parse_json_lines(body: bytes, window: TimestampWindow) -> Parsed | None:
     """The events of an NDJSON body (one object per line; blank lines skipped), as `parse_json_body`."""
-    raws: list[_RawEvent] = []
-    decode: Callable[[bytes], _RawEvent] = _ONE.decode
+    return parse_json_texts([line for line in body.split(b"\n") if line.strip()], window)
+
+
+def parse_json_texts(lines: Sequence[bytes | str], window: TimestampWindow) -> Parsed | None:
+    """The events of NDJSON lines already split (none blank), one per line, as `parse_json_body`."""
+    decode: Callable[[bytes | str], _RawEvent] = _ONE.decode
     try:
-        for line in body.split(b"\n"):
-            if line.strip():
-                raws.append(decode(line))
-    except _DECODE_ERRORS:
+        raws = [decode(line) for line in lines]
+    except (*_DECODE_ERRORS, UnicodeEncodeError):  # a str with lone surrogates: bytes that were not UTF-8
         return None
     return _parse_all(raws, window)
 
@@ -142,14 +151,17 @@ def _parse_all(raws: list[_RawEvent], window: TimestampWindow) -> Parsed:
             if len(encoded) <= PROPERTIES_BYTES_MAX and b"\\" not in encoded:
                 properties_json = encoded.decode()
                 append(
-                    Event(
-                        id_,
-                        customer,
-                        type_,
-                        timestamp,
-                        properties,
-                        properties_json,
-                        content_hash(customer, type_, timestamp, properties_json),
+                    _new_event(
+                        Event,
+                        (
+                            id_,
+                            customer,
+                            type_,
+                            timestamp,
+                            properties,
+                            properties_json,
+                            content_hash(customer, type_, timestamp, properties_json),
+                        ),
                     )
                 )
                 continue

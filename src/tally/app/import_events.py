@@ -34,7 +34,7 @@ from sqlalchemy import Engine
 
 from tally.adapters.clock import Clock
 from tally.adapters.event_files import EventFile, LineChunk, SourceRecord, decode_line
-from tally.adapters.event_json import parse_json_lines
+from tally.adapters.event_json import parse_json_texts
 from tally.adapters.postgres import database
 from tally.app.ingest_events import IngestOptions, ingest_events
 from tally.core.metering.events import EVENTS_PER_BATCH_MAX, Event, parse_event, raw_event_id
@@ -277,12 +277,8 @@ def _work(tenant_id: uuid.UUID, items: Sequence[str | dict[str, Any] | None], in
     the same answers); otherwise line by line."""
     engine, clock = _worker["engine"], _worker["clock"]
     if items and all(type(item) is str for item in items):
-        try:
-            body = "\n".join(items).encode()  # type: ignore[arg-type]
-        except UnicodeEncodeError:  # bytes that were not UTF-8: line by line finds them
-            body = b""
-        parsed = parse_json_lines(body, ingest.window(clock.now())) if body else None
-        if parsed is not None and len(parsed) == len(items):
+        parsed = parse_json_texts(items, ingest.window(clock.now()))  # type: ignore[arg-type]
+        if parsed is not None:
             return _ingest_chunk(engine, clock, tenant_id, parsed, ingest)
     events: list[dict[str, Any] | None] = []
     unreadable: dict[int, tuple[str, str]] = {}

@@ -153,7 +153,8 @@ def ingest_events(
     late_ids = {late[0] for late in written.late} if written else set()
     if len(first) == len(parsed) and not existing and not late_ids:
         # The usual batch: every event valid, new and not late.
-        accepted = tuple(EventOutcome("accepted", event.id) for event in first.values())
+        new_outcome = tuple.__new__  # the tuple an `EventOutcome` is, without its Python-level constructor
+        accepted = tuple(new_outcome(EventOutcome, ("accepted", event_id, None, False)) for event_id in first)
         return IngestResult(
             batch_id=written.batch_id if written else None,
             received_at=received_at,

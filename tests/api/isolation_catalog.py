@@ -1,5 +1,9 @@
 """Isolation factories for the catalog: /v1/products, /v1/features, /v1/plans, /v1/price_overrides
-(see tests/api/isolation.py; /v1/prices is in isolation_prices.py)."""
+(see tests/api/isolation.py; /v1/prices is in isolation_prices.py).
+
+`DELETE /v1/products|features|plans/{code}` are covered by the same factories: each route gets a
+new object, B's delete answers 404, and A's deletes it (the plan factory's plan is a draft only, so
+A's delete succeeds too, proving the route reached A's object)."""
 
 from __future__ import annotations
 

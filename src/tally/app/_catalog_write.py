@@ -84,7 +84,8 @@ def insert_price(
 
 
 def feature_kinds(connection: Connection, tenant_id: uuid.UUID) -> dict[str, FeatureKind]:
-    return {row.code: FeatureKind(row.kind) for row in store.all_features(connection, tenant_id)}
+    # Held until the plan version is written: a feature it grants cannot be deleted meanwhile.
+    return {row.code: FeatureKind(row.kind) for row in store.all_features(connection, tenant_id, for_share=True)}
 
 
 def check_content_by_id(

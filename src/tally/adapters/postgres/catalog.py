@@ -168,9 +168,10 @@ class _CodedTable(Generic[RowT]):
         rows = connection.execute(f"{self.select} {tail}", parameters).fetchall()
         return _page([self.row(*row) for row in rows], page)
 
-    def all(self, connection: Connection, tenant_id: uuid.UUID) -> list[RowT]:
+    def all(self, connection: Connection, tenant_id: uuid.UUID, *, for_share: bool = False) -> list[RowT]:
+        lock = " FOR SHARE" if for_share else ""
         rows = connection.execute(
-            f"{self.select} WHERE {self.alias}tenant_id = %s ORDER BY {self.alias}id", (tenant_id,)
+            f"{self.select} WHERE {self.alias}tenant_id = %s ORDER BY {self.alias}id{lock}", (tenant_id,)
         ).fetchall()
         return [self.row(*row) for row in rows]
 
@@ -238,8 +239,10 @@ def list_features(connection: Connection, tenant_id: uuid.UUID, page: PageReques
     return _FEATURES.page(connection, tenant_id, page)
 
 
-def all_features(connection: Connection, tenant_id: uuid.UUID) -> list[FeatureRow]:
-    return _FEATURES.all(connection, tenant_id)
+def all_features(connection: Connection, tenant_id: uuid.UUID, *, for_share: bool = False) -> list[FeatureRow]:
+    """Every feature, oldest first. `for_share` holds them until the transaction ends: a plan version
+    that grants a feature is written while no one can delete it."""
+    return _FEATURES.all(connection, tenant_id, for_share=for_share)
 
 
 # ----- prices -----------------------------------------------------------------------------------------
@@ -407,6 +410,62 @@ def relabel(connection: Connection, tenant_id: uuid.UUID, spec: LabeledSpec, now
     ).fetchone()
     if updated is None:  # pragma: no cover - callers relabel what they found under lock
         raise LookupError(f"no {table} row {spec.code!r} to relabel")
+
+
+# ----- deleting what nothing references ---------------------------------------------------------------
+
+
+def prices_of_product(connection: Connection, product_id: uuid.UUID) -> int:
+    """How many prices (active or archived) belong to the product."""
+    row = connection.execute("SELECT count(*) FROM prices WHERE product_id = %s", (product_id,)).fetchone()
+    if row is None:
+        raise InvariantViolation("count(*) answers one row")
+    return int(row[0])
+
+
+def versions_granting(connection: Connection, tenant_id: uuid.UUID, feature_code: str) -> int:
+    """How many plan versions (drafts included) grant the feature in their entitlements."""
+    row = connection.execute(
+        "SELECT count(*) FROM plan_versions WHERE tenant_id = %s AND entitlements ? %s", (tenant_id, feature_code)
+    ).fetchone()
+    if row is None:
+        raise InvariantViolation("count(*) answers one row")
+    return int(row[0])
+
+
+def delete_product(connection: Connection, product_id: uuid.UUID) -> bool:
+    """Delete a product; False when a price refers to it after all (one recorded since it was read)."""
+    return _delete(connection, "DELETE FROM products WHERE id = %s", (product_id,))
+
+
+def delete_feature(connection: Connection, feature_id: uuid.UUID) -> None:
+    connection.execute("DELETE FROM features WHERE id = %s", (feature_id,))
+
+
+def delete_plan(connection: Connection, plan_id: uuid.UUID) -> bool:
+    """Delete a plan that was never published, with its draft and the draft's items; False when a
+    row that refers to it remains (the database refuses to delete published versions anyway)."""
+    return _delete(
+        connection,
+        """DELETE FROM plan_version_prices WHERE plan_version_id IN
+               (SELECT id FROM plan_versions WHERE plan_id = %(plan)s AND status = 'draft')""",
+        {"plan": plan_id},
+        "DELETE FROM plan_versions WHERE plan_id = %(plan)s AND status = 'draft'",
+        "DELETE FROM plans WHERE id = %(plan)s",
+    )
+
+
+def _delete(connection: Connection, *statements_and_parameters: Any) -> bool:
+    """Run the statements in a savepoint; False (and nothing deleted) when a foreign key refuses."""
+    first, parameters, *rest = statements_and_parameters
+    try:
+        with connection.transaction():
+            connection.execute(first, parameters)
+            for statement in rest:
+                connection.execute(statement, parameters)
+    except psycopg.errors.ForeignKeyViolation:
+        return False
+    return True
 
 
 _VERSION_SELECT = """

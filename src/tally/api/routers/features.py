@@ -1,6 +1,7 @@
 """/v1/features: what plans grant — a boolean flag or a numeric limit. Plans store entitlements to
 them; enforcing entitlements is a later module's. A feature's code and kind never change; its name
-and metadata do (`PATCH /v1/features/{code}`)."""
+and metadata do (`PATCH /v1/features/{code}`). `DELETE /v1/features/{code}` removes a feature no plan
+version grants (409 `feature_in_use` otherwise)."""
 
 from __future__ import annotations
 
@@ -20,12 +21,14 @@ from tally.api.problems import register_status
 from tally.api.schemas import ApiModel, ListResponse, Metadata, Resource
 from tally.app import catalog_queries
 from tally.app.create_feature import FeatureInput, create_feature
+from tally.app.delete_catalog_object import delete_catalog_object
 from tally.app.update_catalog_labels import Labeled, update_catalog_labels
 from tally.bootstrap import Tally
 
 router = APIRouter(prefix="/features", tags=["Catalog"])
 
 register_status("feature_code_taken", 409)
+register_status("feature_in_use", 409)
 
 
 class CreateFeature(ApiModel):
@@ -41,6 +44,7 @@ class FeatureResource(Resource):
     name: str
     kind: Literal["boolean", "limit"]
     updated_at: datetime
+    deleted: bool | None = Field(default=None, description="On delete: true.")
 
 
 def _feature(row: catalog_queries.FeatureRow) -> FeatureResource:
@@ -107,3 +111,14 @@ def patch_feature(
             tally.engine, tally.clock, principal.tenant_id, kind=Labeled.FEATURE, code=code, update=body.update()
         )
     )
+
+
+@router.delete("/{code}", response_model=FeatureResource, summary="Delete a feature no plan version grants")
+def delete_feature(
+    code: str, principal: Principal = require_scope("admin"), tally: Tally = Depends(get_tally)
+) -> FeatureResource:
+    """409 `feature_in_use` while any plan version, draft or published, grants it. Answers the
+    feature as it was, with `deleted: true`."""
+    resource = _feature(delete_catalog_object(tally.engine, principal.tenant_id, kind=Labeled.FEATURE, code=code))
+    resource.deleted = True
+    return resource

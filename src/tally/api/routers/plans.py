@@ -4,7 +4,8 @@ A plan is a code and labels (changed with `PATCH /v1/plans/{code}`); what it sel
 versions. A version starts as a draft (one per plan) that can be edited; `publish` makes it
 immutable forever (409 `plan_version_immutable` for any later edit — the database refuses it too),
 so subscriptions can rely on it. A change is a new version. Moving subscriptions between versions is
-an explicit operation of the subscriptions API.
+an explicit operation of the subscriptions API. `DELETE /v1/plans/{code}` removes a plan that was
+never published, with its draft (409 `plan_in_use` once a version is published).
 
 Items name prices by id (`price_…`, active ones), with a default `quantity` for fixed fees (seats);
 entitlements map feature codes to true/false (flags) or a whole number (limits).
@@ -29,6 +30,7 @@ from tally.api.schemas import ApiModel, ListResponse, Metadata, Resource
 from tally.app import catalog_queries
 from tally.app.create_plan import PlanInput, create_plan
 from tally.app.create_plan_version import PlanVersionInput, create_plan_version
+from tally.app.delete_catalog_object import delete_catalog_object
 from tally.app.publish_plan_version import publish_plan_version
 from tally.app.update_catalog_labels import Labeled, update_catalog_labels
 from tally.app.update_plan_version import PlanVersionUpdate, update_plan_version
@@ -37,7 +39,7 @@ from tally.core.catalog.model import ENTITLEMENTS_MAX, PLAN_ITEMS_MAX, TRIAL_DAY
 
 router = APIRouter(prefix="/plans", tags=["Catalog"])
 
-for _code in ("plan_code_taken", "plan_draft_version_exists", "plan_version_immutable"):
+for _code in ("plan_code_taken", "plan_draft_version_exists", "plan_version_immutable", "plan_in_use"):
     register_status(_code, 409)
 
 Entitlement = StrictBool | StrictInt
@@ -59,6 +61,7 @@ class PlanResource(Resource):
     draft_version: int | None
     latest_version: int = Field(description="The highest version number (0: none yet).")
     updated_at: datetime
+    deleted: bool | None = Field(default=None, description="On delete: true.")
 
 
 class ItemBody(ApiModel):
@@ -272,3 +275,15 @@ def patch_plan(
             tally.engine, tally.clock, principal.tenant_id, kind=Labeled.PLAN, code=code, update=body.update()
         )
     )
+
+
+@router.delete("/{code}", response_model=PlanResource, summary="Delete a plan that was never published")
+def delete_plan(
+    code: str, principal: Principal = require_scope("admin"), tally: Tally = Depends(get_tally)
+) -> PlanResource:
+    """Deletes the plan and its draft version. 409 `plan_in_use` once any version is published
+    (subscriptions may rely on it): publish a new version instead. Answers the plan as it was, with
+    `deleted: true`."""
+    resource = _plan(delete_catalog_object(tally.engine, principal.tenant_id, kind=Labeled.PLAN, code=code))
+    resource.deleted = True
+    return resource

@@ -1,8 +1,9 @@
 """/v1/products and /v1/features: what prices belong to, and what plans grant.
 
-Reading needs `read`; creating and relabeling need `admin`. Codes are stable and unique per tenant
-(409 `product_code_taken` / `feature_code_taken`). Labels (name, description, metadata) change with
-`PATCH /v1/products/{code}` or catalog files (`tally catalog apply`); codes never do.
+Reading needs `read`; creating, relabeling and deleting need `admin`. Codes are stable and unique
+per tenant (409 `product_code_taken` / `feature_code_taken`). Labels (name, description, metadata)
+change with `PATCH /v1/products/{code}` or catalog files (`tally catalog apply`); codes never do.
+`DELETE /v1/products/{code}` removes a product no price belongs to (409 `product_in_use` otherwise).
 """
 
 from __future__ import annotations
@@ -23,12 +24,14 @@ from tally.api.problems import register_status
 from tally.api.schemas import ApiModel, ListResponse, Metadata, Resource
 from tally.app import catalog_queries
 from tally.app.create_product import ProductInput, create_product
+from tally.app.delete_catalog_object import delete_catalog_object
 from tally.app.update_catalog_labels import Labeled, update_catalog_labels
 from tally.bootstrap import Tally
 
 router = APIRouter(prefix="/products", tags=["Catalog"])
 
 register_status("product_code_taken", 409)
+register_status("product_in_use", 409)
 
 
 class CreateProduct(ApiModel):
@@ -44,6 +47,7 @@ class ProductResource(Resource):
     name: str
     description: str
     updated_at: datetime
+    deleted: bool | None = Field(default=None, description="On delete: true.")
 
 
 def _product(row: catalog_queries.ProductRow) -> ProductResource:
@@ -99,3 +103,14 @@ def patch_product(
             tally.engine, tally.clock, principal.tenant_id, kind=Labeled.PRODUCT, code=code, update=body.update()
         )
     )
+
+
+@router.delete("/{code}", response_model=ProductResource, summary="Delete a product no price belongs to")
+def delete_product(
+    code: str, principal: Principal = require_scope("admin"), tally: Tally = Depends(get_tally)
+) -> ProductResource:
+    """409 `product_in_use` once any price (active or archived) belongs to it: archive its prices to
+    retire it. Answers the product as it was, with `deleted: true`."""
+    resource = _product(delete_catalog_object(tally.engine, principal.tenant_id, kind=Labeled.PRODUCT, code=code))
+    resource.deleted = True
+    return resource

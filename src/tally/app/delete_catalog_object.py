@@ -12,9 +12,11 @@ refused with 409, and archiving its prices (or publishing a new plan version) is
 - A **plan** with a published version is `plan_in_use`: published versions may have been
   subscribed to and never change. A plan that was never published is deleted with its draft.
 
-The object is read and locked first, so a concurrent write either comes first (and the delete sees
-it and refuses) or finds the object gone. The database's foreign keys back this up: a price
-recorded for the product in between still makes the delete refuse, never half-apply.
+The object is read and locked first (after the tenant's catalog lock, which `catalog apply` holds
+while it writes), and plan version writes hold the features they grant, so a concurrent write
+either comes first (and the delete sees it and refuses) or finds the object gone. The database's
+foreign keys back this up: a price recorded for the product in between still makes the delete
+refuse, never half-apply.
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ def delete_catalog_object(engine: Engine, tenant_id: uuid.UUID, *, kind: Labeled
     """
 
     def work(connection: psycopg.Connection[Any]) -> LabeledRow:
+        # After any `catalog apply` in progress: it checked the catalog it is writing against.
+        store.lock_catalog(connection, tenant_id)
         row = _locked(connection, tenant_id, kind, code)
         if row is None:
             raise Rejected.because(f"{kind}_not_found", f"no {kind} {code!r}", kind.value)

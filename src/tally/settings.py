@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     idempotency_purge_cron: str = "7 * * * *"
     # The billing run (drafts brought up to what is due by each customer's clock), by the worker.
     billing_run_cron: str = "*/10 * * * *"
+    # The expiry of credit grants (their remainder to breakage), by the worker.
+    credit_expiry_cron: str = "5 * * * *"
 
     # The job runner (DBOS) keeps its checkpoints in a `dbos` schema of tally's own database, so a job
     # can be enqueued in the same transaction as the rows it is about; this moves them elsewhere.

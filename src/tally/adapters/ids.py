@@ -34,6 +34,12 @@ INVOICE = "in"
 INVOICE_LINE = "il"
 INVOICE_PAYMENT = "pay"
 CREDIT_NOTE = "cn"
+COUPON = "coupon"
+COUPON_REDEMPTION = "cpr"
+CREDIT_GRANT = "cg"
+COMMITMENT = "cmt"
+PRICE_CAP = "pcap"
+TAX_RATE = "txr"
 
 _CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
 _DECODE = {character: value for value, character in enumerate(_CROCKFORD)}

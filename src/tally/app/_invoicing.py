@@ -1,8 +1,10 @@
 """What the billing run, the upcoming invoice and the invoice lifecycle share.
 
     gather   one customer's `InvoiceContext` through a moment: every subscription's billing events and
-             prices, usage readings from the event store, the lines already billed, tax rates, the
-             customer's balance from the ledger
+             prices, usage readings from the event store, the lines already billed, coupon
+             redemptions, credit grants with what is left of them (ledger balances), commitments,
+             caps, tax rates in force, the customer's balance from the ledger
+    bill     gather, propose and apply for one customer whose lock the caller holds
     apply    a proposal onto the customer's draft: created, refreshed (lines replaced), or deleted
              when nothing is due any more; an identical proposal writes nothing
     settle   an invoice read back as the core's `InvoiceState`, and postings written to the ledger
@@ -28,6 +30,7 @@ from tally.adapters.clock import Clock
 from tally.adapters.ids import new_id, new_ids
 from tally.adapters.postgres import customers as customer_store
 from tally.adapters.postgres import invoices as store
+from tally.adapters.postgres import invoicing_terms as term_store
 from tally.adapters.postgres import meters as meter_store
 from tally.adapters.postgres import subscriptions as subscription_store
 from tally.adapters.postgres.connections import RetryRequested, run_in_transaction
@@ -51,6 +54,7 @@ from tally.core.invoicing import (
     UsageReading,
     draft_invoice,
     invoice_postings,
+    propose,
 )
 from tally.core.invoicing.postings import BALANCE_ACCOUNT
 from tally.core.ledger.model import Entry, TransactionKind, TransactionSpec
@@ -128,6 +132,11 @@ def gather(
         readings.extend(_closing_readings(reader, billing, billed_in_full, through))
         if preview:
             readings.extend(_progressive_readings(reader, billing, readings, through))
+    from tally.app._invoicing_terms import terms_of  # it builds on this module's helpers
+
+    terms = terms_of(
+        connection, tenant_id, customer, currency, [ref for billing in subscriptions for ref in billing.prices]
+    )
     context = InvoiceContext(
         customer_id=customer.external_id,
         currency=currency,
@@ -135,7 +144,11 @@ def gather(
         subscriptions=tuple(subscriptions),
         usage=tuple(readings),
         billed=tuple(billed),
-        tax=_tax(connection, tenant_id, customer),
+        redemptions=terms.redemptions,
+        commitments=terms.commitments,
+        caps=terms.caps,
+        grants=terms.grants,
+        tax=_tax(connection, tenant_id, customer, through),
         customer_balance_minor=max(
             0, store.account_balance(connection, tenant_id, BALANCE_ACCOUNT, currency.code, customer.external_id)
         ),
@@ -299,8 +312,12 @@ def _progressive_readings(
     return readings
 
 
-def _tax(connection: Connection, tenant_id: uuid.UUID, customer: customer_store.CustomerRow) -> TaxRateTable | None:
-    rows = store.tax_rates_of(connection, tenant_id, customer.id)
+def _tax(
+    connection: Connection, tenant_id: uuid.UUID, customer: customer_store.CustomerRow, through: datetime
+) -> TaxRateTable | None:
+    """The customer's own rates in force at `through`, else the tenant's defaults (a rate retired
+    before the run no longer applies; tax is never reconciled, so earlier invoices keep theirs)."""
+    rows = term_store.tax_rates_in_force(connection, tenant_id, customer.id, through)
     if not rows:
         return None
     default: list[TaxRate] = []
@@ -416,6 +433,21 @@ def apply_proposal(
     except errors.UniqueViolation as violation:
         raise RetryRequested from violation
     return Applied(invoice_id, created=draft is None, changed=True, lines=len(proposal.lines))
+
+
+def bill_locked(
+    connection: Connection, event_store: EventStore, tenant_id: uuid.UUID, customer_id: uuid.UUID, through: datetime
+) -> tuple[Gathered, Applied] | None:
+    """Bring the customer's draft up to what is due through `through`; the caller holds the customer's
+    lock. None for a customer without a currency."""
+    gathered = gather(connection, event_store, tenant_id, customer_id, through)
+    if gathered is None:
+        return None
+    applied = apply_proposal(connection, tenant_id, gathered.customer, propose(gathered.context), through)
+    store.record_customer_run(
+        connection, tenant_id, customer_id, billed_through=through, next_run_at=gathered.next_due_at, now=through
+    )
+    return gathered, applied
 
 
 # ----- settle: state and postings ---------------------------------------------------------------------

@@ -31,14 +31,14 @@ from sqlalchemy import Engine
 from tally.adapters.clock import Clock
 from tally.adapters.postgres import invoices as store
 from tally.adapters.postgres.connections import psycopg_transaction, run_in_transaction
-from tally.app._invoicing import Applied, apply_proposal, gather
+from tally.app._invoicing import bill_locked
 from tally.app.customer_clock import clock_for_customer
 from tally.app.event_store import EventStore, open_event_store
 from tally.app.test_clock_hooks import ClockAdvance, register_advance_hook
-from tally.core.invoicing import propose
 from tally.core.rejections import Rejected, Rejection
 
 HOOK_NAME = "billing.run_due"
+EXPIRY_HOOK_NAME = "credits.expire_due"
 # Customers billed per call of `run_billing`; the scheduled job runs again for the rest.
 CUSTOMERS_PER_RUN_MAX = 10_000
 
@@ -83,13 +83,10 @@ def bill_customer(
     def work(connection: psycopg.Connection[Any]) -> CustomerRun:
         store.lock_customer(connection, tenant_id, customer_id)
         through = clock_for_customer(connection, tenant_id, customer_id, system=clock).now()
-        gathered = gather(connection, usage, tenant_id, customer_id, through)
-        if gathered is None:
+        billed = bill_locked(connection, usage, tenant_id, customer_id, through)
+        if billed is None:
             return CustomerRun(tenant_id, customer_id, None, created=False, changed=False, lines=0)
-        applied: Applied = apply_proposal(connection, tenant_id, gathered.customer, propose(gathered.context), through)
-        store.record_customer_run(
-            connection, tenant_id, customer_id, billed_through=through, next_run_at=gathered.next_due_at, now=through
-        )
+        _, applied = billed
         return CustomerRun(
             tenant_id,
             customer_id,
@@ -146,6 +143,20 @@ def _on_advance(engine: Engine, advance: ClockAdvance) -> None:
             raise Rejected(first) if first is not None else RuntimeError("billing run refused")
 
 
+def _on_advance_expire(engine: Engine, advance: ClockAdvance) -> None:
+    from tally.app.expire_credit_grants import expire_credit_grants
+
+    if advance.customer_ids:
+        result = expire_credit_grants(
+            engine, advance.clock, tenant_id=advance.tenant_id, customer_ids=advance.customer_ids
+        )
+        refused = [item.rejection for item in result.customers if item.rejection is not None]
+        if refused:
+            raise Rejected(refused[0])
+
+
 def register_billing_hooks() -> None:
-    """Registered after the subscriptions' hook, so billing sees subscriptions brought up to date."""
+    """Registered after the subscriptions' hook, so billing sees subscriptions brought up to date;
+    credit expiry after billing, so the draft billed through the new time is what it refreshes."""
     register_advance_hook(HOOK_NAME, _on_advance)
+    register_advance_hook(EXPIRY_HOOK_NAME, _on_advance_expire)

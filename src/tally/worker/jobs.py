@@ -109,7 +109,33 @@ def billing_run(scheduled_at: datetime, context: object) -> int:
     return run_billing_step()
 
 
+@DBOS.step(name="tally.credit_expiry.run", retries_allowed=True, interval_seconds=5, max_attempts=3)
+def run_credit_expiry_step() -> int:
+    """Expire every credit grant expired by its customer's clock with something left; returns how many
+    grants expired. Safe to repeat: an expired grant has nothing left to expire."""
+    from tally.app.expire_credit_grants import expire_credit_grants
+
+    tally = current_tally()
+    result = expire_credit_grants(tally.engine, tally.clock)
+    for item in result.customers:
+        if item.rejection is not None:
+            logger.error(
+                "credit expiry refused a customer: %s",
+                item.rejection.code,
+                extra={"tenant_id": str(item.tenant_id), "customer_id": str(item.customer_id)},
+            )
+    return result.grants_expired
+
+
+@DBOS.workflow(name="tally.credit_expiry")
+def credit_expiry(scheduled_at: datetime, context: object) -> int:
+    """The scheduled expiry of credit grants (`settings.credit_expiry_cron`)."""
+    return run_credit_expiry_step()
+
+
 define_schedule("tally.billing_run", billing_run, cron_setting="billing_run_cron", queue_name=BILLING_QUEUE)
+# On the billing queue: an expiry and a billing run never overlap (they serialize per customer anyway).
+define_schedule("tally.credit_expiry", credit_expiry, cron_setting="credit_expiry_cron", queue_name=BILLING_QUEUE)
 define_schedule(
     "tally.ledger_integrity_check",
     ledger_integrity_check,

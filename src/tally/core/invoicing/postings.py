@@ -11,7 +11,7 @@ posting into its mirror image, which is how a void undoes an invoice.
 | `credits_applied` | the grant's customer credit | receivable (custom units via unit conversion) |
 | `customer_balance_applied` | customer credit (balance) | receivable |
 | `customer_balance_credited` | receivable | customer credit (balance): a negative invoice |
-| `credits_granted` | receivable (prepaid) or promotions | the grant's customer credit |
+| `credits_granted` | receivable or cash (prepaid), or promotions | the grant's customer credit |
 | `credits_expired` | the grant's customer credit | breakage revenue (prepaid) or promotions |
 | `manual_payment_recorded` | cash | receivable; customer credit (balance) for an overpayment |
 | `credit_note_issued` | revenue, deferred revenue, tax payable | receivable; customer credit (balance) |
@@ -164,9 +164,18 @@ def invoice_voided(postings: Sequence[Posting]) -> tuple[Posting, ...]:
 # ----- credits -----------------------------------------------------------------------------------
 
 
-def credits_granted(customer_id: str, grant: CreditGrant, *, price_minor: int | None = None) -> Posting:
-    """A grant takes effect. Prepaid: the customer owes `price_minor` (default: the grant's value) for
-    it; promotional: the platform bears it as an expense of the grant's value."""
+# Where a prepaid grant's price is booked: owed on the receivable, or already paid (cash).
+PREPAID_COUNTER_ACCOUNTS = frozenset({RECEIVABLE, "cash"})
+
+
+def credits_granted(
+    customer_id: str, grant: CreditGrant, *, price_minor: int | None = None, paid_into: str = RECEIVABLE
+) -> Posting:
+    """A grant takes effect. Prepaid: `price_minor` (default: the grant's value) is debited to
+    `paid_into` — the receivable when the customer still owes it, cash when it was paid outside an
+    invoice; promotional: the platform bears it as an expense of the grant's value."""
+    if paid_into not in PREPAID_COUNTER_ACCOUNTS:
+        raise InvariantViolation(f"a prepaid grant is paid into one of {sorted(PREPAID_COUNTER_ACCOUNTS)}")
     legs = _Legs.of(customer_id)
     legs.add(grant_account(grant.grant_id), grant.unit, Direction.CREDIT, grant.amount_minor)
     value = grant.money_value(grant.amount_minor)
@@ -176,7 +185,7 @@ def credits_granted(customer_id: str, grant: CreditGrant, *, price_minor: int | 
         legs.add("unit_conversion", grant.money, Direction.CREDIT, cost)
     elif cost != grant.amount_minor:
         raise InvariantViolation("a grant in money costs its amount")
-    counter = RECEIVABLE if grant.kind is GrantKind.PREPAID else "promotions"
+    counter = paid_into if grant.kind is GrantKind.PREPAID else "promotions"
     legs.add(counter, grant.money, Direction.DEBIT, cost)
     return legs.required("credits_granted", f"{grant.kind} credits granted", (("grant_id", grant.grant_id),))
 

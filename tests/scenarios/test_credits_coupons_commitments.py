@@ -68,7 +68,9 @@ def test_grants_coupon_commitment_and_tax_over_four_months(tally: Tally, tenant_
         tally.engine,
         tally.clock,
         tenant_id,
-        CouponInput(code="fee20", duration="repeating", duration_periods=2, percent_off=Decimal(20), price_ids=(fee.id,)),
+        CouponInput(
+            code="fee20", duration="repeating", duration_periods=2, percent_off=Decimal(20), price_ids=(fee.id,)
+        ),
     )
     redeem_coupon(tally.engine, tally.clock, tenant_id, RedemptionInput(coupon_id=coupon.id, customer_id=customer_id))
     prepaid = grant_credits(
@@ -155,9 +157,10 @@ def test_grants_coupon_commitment_and_tax_over_four_months(tally: Tally, tenant_
     before = (count_rows(tally, tenant_id, "ledger_transactions"), count_rows(tally, tenant_id, "invoice_lines"))
     assert run_billing(tally.engine, tally.clock, tenant_id=tenant_id, customer_ids=(customer_id,)).changed == 0
     assert expire_credit_grants(tally.engine, tally.clock, tenant_id=tenant_id).grants_expired == 0
-    assert expire_credit_grants(
-        tally.engine, tally.clock, tenant_id=tenant_id, customer_ids=(customer_id,)
-    ).grants_expired == 0
+    assert (
+        expire_credit_grants(tally.engine, tally.clock, tenant_id=tenant_id, customer_ids=(customer_id,)).grants_expired
+        == 0
+    )
     after = (count_rows(tally, tenant_id, "ledger_transactions"), count_rows(tally, tenant_id, "invoice_lines"))
     assert after == before
 

@@ -16,6 +16,9 @@ Checks (each a query that returns the offending rows, so an empty result is a pa
 - resolution_must_resolve_pending: posts and voids resolve pending transactions only, and a post
   moves no more than was reserved for each account and direction;
 - reversal_must_mirror_original: a reversal has the original's entries in opposite directions.
+
+The invoicing invariants (receivables, postings of finalized invoices, usage billed once) run in
+the same snapshot; they are described in check_invoice_integrity.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from sqlalchemy import Engine
 from tally.adapters.clock import Clock
 from tally.adapters.ids import new_id
 from tally.adapters.postgres.connections import psycopg_transaction
+from tally.app.check_invoice_integrity import INVOICE_CHECKS
 
 # Cap what one run reports per check; the count is still exact.
 DISCREPANCIES_REPORTED_MAX = 1_000
@@ -136,6 +140,11 @@ CHECKS: dict[str, str] = {
 }
 
 
+# Every check the job runs; each query names its tables' aliases in `{tenant_<alias>}`.
+ALL_CHECKS: dict[str, str] = {**CHECKS, **INVOICE_CHECKS}
+_ALIASES = ("a", "e", "i", "l", "r", "t")
+
+
 @dataclass(frozen=True, slots=True)
 class Discrepancy:
     check: str
@@ -170,13 +179,8 @@ def run_integrity_check(engine: Engine, clock: Clock, tenant_id: uuid.UUID | Non
     count = 0
     with psycopg_transaction(engine) as connection:
         connection.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        for name, query in CHECKS.items():
-            sql = query.format(
-                tenant_e=_TENANT.format(alias="e"),
-                tenant_t=_TENANT.format(alias="t"),
-                tenant_a=_TENANT.format(alias="a"),
-                tenant_r=_TENANT.format(alias="r"),
-            )
+        for name, query in ALL_CHECKS.items():
+            sql = query.format(**{f"tenant_{alias}": _TENANT.format(alias=alias) for alias in _ALIASES})
             rows = connection.execute(sql, {"tenant_id": tenant_id}).fetchall()
             count += len(rows)
             discrepancies.extend(Discrepancy(name, row[0], row[1], row[2]) for row in rows[:DISCREPANCIES_REPORTED_MAX])
@@ -186,7 +190,7 @@ def run_integrity_check(engine: Engine, clock: Clock, tenant_id: uuid.UUID | Non
         started_at=started_at,
         finished_at=finished_at,
         tenant_id=tenant_id,
-        checks_run=len(CHECKS),
+        checks_run=len(ALL_CHECKS),
         discrepancy_count=count,
         discrepancies=discrepancies,
     )

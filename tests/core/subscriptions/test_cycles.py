@@ -303,3 +303,49 @@ def test_an_anniversary_cycle_begins_exactly_at_the_start(tz: str, interval: Int
     c = cycle(start, interval, ANNIVERSARY, tz)
     assert c.boundary(0) == start
     assert c.period_containing(start).start == start
+
+
+DST_ZONES = ["America/New_York", "Europe/Berlin", "Australia/Lord_Howe", "America/Santiago"]
+
+
+def _transitions(tz: str, year: int) -> list[datetime]:
+    """The UTC instants at which `tz` changes its offset in `year`, found to the quarter hour."""
+    zone_info = ZoneInfo(tz)
+    moment, end = datetime(year, 1, 1, tzinfo=UTC), datetime(year + 1, 1, 1, tzinfo=UTC)
+    step = timedelta(minutes=15)
+    found = []
+    while moment < end:
+        if moment.astimezone(zone_info).utcoffset() != (moment + step).astimezone(zone_info).utcoffset():
+            found.append(moment + step)
+        moment += step
+    return found
+
+
+TRANSITIONS = [(tz, moment) for tz in DST_ZONES for moment in _transitions(tz, 2025)]
+
+
+@given(
+    transition=st.sampled_from(TRANSITIONS),
+    offset_seconds=st.integers(min_value=-3 * 3600, max_value=3 * 3600),
+    interval=st.sampled_from([DAY, WEEK, MONTH, YEAR]),
+    basis=st.sampled_from(ProrationBasis),
+)
+def test_anniversaries_started_around_a_clock_change_bill_a_full_first_period(
+    transition: tuple[str, datetime], offset_seconds: int, interval: Interval, basis: ProrationBasis
+) -> None:
+    # Starts in the hours around each change of offset: in a repeated hour (either pass), right
+    # after a gap, and on either side. The first period starts at the start; periods tile; a fee
+    # started there is charged in full.
+    tz, moment = transition
+    start = moment + timedelta(seconds=offset_seconds)
+    c = cycle(start, interval, ANNIVERSARY, tz)
+    assert c.boundary(0) == start
+    periods = c.periods(start, start + timedelta(days=800))
+    assert periods[0].start == start
+    assert all(before.end == after.start for before, after in itertools.pairwise(periods))
+    assert c.position(periods[0], periods[0].start, basis) == 0
+    timeline = Timeline(
+        "sub_1", (Started(effective_at=start, items=(fee("p", "30", interval),), timezone=tz, proration_basis=basis),)
+    )
+    first = billing_events(timeline, through=start).events
+    assert [(event.kind, event.amount) for event in first] == [(BillingEventKind.FIXED_FEE, 30)]

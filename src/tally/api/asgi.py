@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from tally.adapters.gc_tuning import tune_for_bulk_work
 from tally.adapters.logging import configure_logging
 from tally.api.app import create_app
 from tally.bootstrap import build
@@ -18,4 +19,6 @@ from tally.settings import Settings
 def app_factory() -> FastAPI:
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format)
-    return create_app(build(settings, migrate=False), close_tally_on_shutdown=True)
+    app = create_app(build(settings, migrate=False), close_tally_on_shutdown=True)
+    tune_for_bulk_work()  # a serving process: ingest requests make many short-lived objects
+    return app

@@ -35,6 +35,7 @@ from sqlalchemy import Engine
 from tally.adapters.clock import Clock
 from tally.adapters.event_files import EventFile, LineChunk, SourceRecord, decode_line
 from tally.adapters.event_json import parse_json_texts
+from tally.adapters.gc_tuning import tune_for_bulk_work
 from tally.adapters.postgres import database
 from tally.app.ingest_events import IngestOptions, ingest_events
 from tally.core.metering.events import EVENTS_PER_BATCH_MAX, Event, parse_event, raw_event_id
@@ -269,6 +270,7 @@ _worker: dict[str, Any] = {}
 def _start_worker(database_url: str, clock: Clock) -> None:
     _worker["engine"] = database.make_engine(database_url, pool_size=1)
     _worker["clock"] = clock
+    tune_for_bulk_work()
 
 
 def _work(tenant_id: uuid.UUID, items: Sequence[str | dict[str, Any] | None], ingest: IngestOptions) -> list[Any]:

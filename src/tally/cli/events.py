@@ -20,6 +20,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeE
 from rich.table import Table
 
 from tally.adapters.event_files import EventFile, EventFileError, RejectsWriter
+from tally.adapters.gc_tuning import tune_for_bulk_work
 from tally.app.import_events import (
     JOBS_MAX,
     REFUSALS_KEPT_MAX,
@@ -80,6 +81,7 @@ def import_file(
             ingest=IngestOptions.from_settings(tally.settings),
         )
         tenant_id = resolve_tenant(tally, tenant)
+        tune_for_bulk_work()  # this process decodes and ingests too (one job) or tallies the workers' answers
         try:
             source = EventFile(path, file_format)  # type: ignore[arg-type]
         except EventFileError as error:

@@ -1,16 +1,28 @@
-"""`tally invoice …`: run billing, list and show invoices, finalize a draft, explain a line."""
+"""`tally invoice …`: run billing, list and show invoices, finalize a draft, explain a line; documents
+(pdf, html), exports for finance and the seller profile on documents."""
 
 from __future__ import annotations
 
 import json
+import sys
 import uuid
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import typer
 from rich.table import Table
 
 from tally.adapters.ids import CUSTOMER, INVOICE, INVOICE_LINE, format_id, parse_id
-from tally.cli._context import audit, console, fail, open_tally, rejections_as_errors, resolve_tenant
+from tally.cli._context import (
+    audit,
+    console,
+    error_console,
+    fail,
+    open_tally,
+    rejections_as_errors,
+    resolve_tenant,
+)
 
 app = typer.Typer(help="Invoices: billing runs, drafts, finalizing, explanations.", no_args_is_help=True)
 
@@ -165,3 +177,136 @@ def explain(
                 f"usage [{window.start.isoformat()}, {window.end.isoformat()}): {window.value} "
                 f"from {window.event_count} events"
             )
+
+
+def _write_document(invoice: str, kind: str, output: Path | None, locale: str | None, tenant: str | None) -> None:
+    from tally.app.invoice_documents import render_invoice
+
+    invoice_id = _invoice_id(invoice)
+    with open_tally() as tally, rejections_as_errors():
+        rendered = render_invoice(tally.engine, resolve_tenant(tally, tenant), invoice_id, kind, locale=locale)
+    target = output or Path(rendered.filename)
+    if str(target) == "-":
+        sys.stdout.buffer.write(rendered.content)
+        sys.stdout.buffer.flush()
+        return
+    target.write_bytes(rendered.content)
+    error_console.print(f"{invoice} written to {target} ({len(rendered.content)} bytes)")
+
+
+OutputOption = typer.Option(
+    None, "--output", "-o", help="Where to write it (default: the invoice's file name here; - for stdout)."
+)
+LocaleOption = typer.Option(
+    None, "--locale", help="A CLDR locale (de_DE); default: the customer's, then the profile's."
+)
+
+
+@app.command("pdf")
+def pdf(
+    invoice: str = typer.Argument(..., help="An invoice id (in_…)."),
+    output: Path | None = OutputOption,
+    locale: str | None = LocaleOption,
+    tenant: str | None = TenantOption,
+) -> None:
+    """The invoice as a PDF file (drafts are watermarked)."""
+    _write_document(invoice, "pdf", output, locale, tenant)
+
+
+@app.command("html")
+def html(
+    invoice: str = typer.Argument(..., help="An invoice id (in_…)."),
+    output: Path | None = OutputOption,
+    locale: str | None = LocaleOption,
+    tenant: str | None = TenantOption,
+) -> None:
+    """The invoice as a self-contained HTML page."""
+    _write_document(invoice, "html", output, locale, tenant)
+
+
+@app.command("export")
+def export(
+    records: str = typer.Option("invoices", "--records", help="invoices, or lines."),
+    export_format: str = typer.Option("csv", "--format", help="csv, json or jsonl."),
+    status: str | None = typer.Option(None, "--status", help="Only invoices in this status."),
+    issued_from: datetime | None = typer.Option(None, "--from", help="Issued at or after (with a UTC offset)."),
+    issued_to: datetime | None = typer.Option(None, "--to", help="Issued before (with a UTC offset)."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write to this file (default: stdout)."),
+    tenant: str | None = TenantOption,
+) -> None:
+    """Invoices or invoice lines for finance, streamed (same columns as GET /v1/invoices/export)."""
+    from tally.app.export_invoices import ExportFormat, ExportQuery, ExportRecords, export_invoices
+
+    if records not in {item.value for item in ExportRecords}:
+        fail("export_records_unknown", "--records is invoices or lines")
+    if export_format not in {item.value for item in ExportFormat}:
+        fail("export_format_unknown", "--format is csv, json or jsonl")
+    with open_tally() as tally, rejections_as_errors():
+        query = ExportQuery(
+            records=ExportRecords(records),
+            format=ExportFormat(export_format),
+            status=status,
+            issued_from=issued_from,
+            issued_to=issued_to,
+        )
+        chunks = export_invoices(tally.engine, resolve_tenant(tally, tenant), query)
+        if output is None:
+            for chunk in chunks:
+                sys.stdout.write(chunk)
+            sys.stdout.flush()
+        else:
+            with output.open("w", encoding="utf-8", newline="") as file:
+                for chunk in chunks:
+                    file.write(chunk)
+            error_console.print(f"{records} written to {output}")
+
+
+@app.command("profile")
+def profile(
+    seller_name: str | None = typer.Option(None, "--seller-name", help="Set the profile: the seller's name."),
+    email: str | None = typer.Option(None, "--email"),
+    address_line: list[str] | None = typer.Option(None, "--address-line", help="Repeat for each address line."),
+    tax_id: list[str] | None = typer.Option(None, "--tax-id", help="type=value, e.g. eu_vat=DE123456789; repeat."),
+    locale: str = typer.Option("en_US", "--locale", help="The documents' default locale."),
+    note: list[str] | None = typer.Option(None, "--note", help="Printed under the totals; repeat."),
+    footer: str | None = typer.Option(None, "--footer"),
+    tenant: str | None = TenantOption,
+) -> None:
+    """Show the tenant's invoice profile, or replace it with --seller-name and the other options."""
+    from tally.app.invoice_profile import InvoiceProfile, get_invoice_profile, set_invoice_profile
+    from tally.core.customers import TaxId
+
+    with open_tally() as tally, rejections_as_errors():
+        tenant_id = resolve_tenant(tally, tenant)
+        if seller_name is None:
+            shown = get_invoice_profile(tally.engine, tenant_id)
+        else:
+            tax_ids = []
+            for item in tax_id or []:
+                kind, _, value = item.partition("=")
+                tax_ids.append(TaxId(kind, value))
+            shown = set_invoice_profile(
+                tally.engine,
+                tally.clock,
+                tenant_id,
+                InvoiceProfile(
+                    seller_name=seller_name,
+                    email=email,
+                    address_lines=tuple(address_line or ()),
+                    tax_ids=tuple(tax_ids),
+                    locale=locale,
+                    notes=tuple(note or ()),
+                    footer=footer,
+                ),
+            )
+            audit(tally, tenant_id, "invoice_profile.update", "invoice_profile", str(tenant_id))
+        console.print(f"seller: {shown.seller_name}" + ("" if shown.configured else " (the tenant's name; not set)"))
+        for label, value in (("email", shown.email), ("locale", shown.locale), ("footer", shown.footer)):
+            if value:
+                console.print(f"{label}: {value}")
+        for line in shown.address_lines:
+            console.print(f"address: {line}")
+        for item in shown.tax_ids:
+            console.print(f"tax id: {item.type} {item.value}")
+        for line in shown.notes:
+            console.print(f"note: {line}")

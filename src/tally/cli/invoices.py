@@ -301,12 +301,11 @@ def profile(
             )
             audit(tally, tenant_id, "invoice_profile.update", "invoice_profile", str(tenant_id))
         console.print(f"seller: {shown.seller_name}" + ("" if shown.configured else " (the tenant's name; not set)"))
-        for label, value in (("email", shown.email), ("locale", shown.locale), ("footer", shown.footer)):
-            if value:
-                console.print(f"{label}: {value}")
-        for line in shown.address_lines:
-            console.print(f"address: {line}")
-        for item in shown.tax_ids:
-            console.print(f"tax id: {item.type} {item.value}")
-        for line in shown.notes:
-            console.print(f"note: {line}")
+        details: list[tuple[str, str | None]] = [("email", shown.email), ("locale", shown.locale)]
+        details += [("address", text) for text in shown.address_lines]
+        details += [("tax id", f"{registration.type} {registration.value}") for registration in shown.tax_ids]
+        details += [("note", text) for text in shown.notes]
+        details.append(("footer", shown.footer))
+        for label, detail in details:
+            if detail:
+                console.print(f"{label}: {detail}")

@@ -29,6 +29,7 @@ ROUTERS: tuple[str, ...] = (
     "prices",
     "products",
     "subscriptions",
+    "terms",
     "test_clocks",
     "units",
     "usage",

@@ -8,6 +8,7 @@ from tally.cli import (
     api_keys,
     bench,
     catalog,
+    credits,
     customers,
     db,
     demo,
@@ -43,6 +44,10 @@ app.add_typer(prices.app, name="price")
 app.add_typer(catalog.app, name="catalog")
 app.add_typer(customers.app, name="customers")
 app.add_typer(customers.test_clocks_app, name="test-clocks")
+app.add_typer(credits.coupons_app, name="coupon")
+app.add_typer(credits.credits_app, name="credit")
+app.add_typer(credits.commitments_app, name="commitment")
+app.add_typer(credits.tax_rates_app, name="tax-rate")
 app.add_typer(subscriptions.app, name="subscriptions")
 app.add_typer(invoices.app, name="invoice")
 server.register(app)

@@ -61,6 +61,13 @@ class Settings(BaseSettings):
     billing_run_cron: str = "*/10 * * * *"
     # The expiry of credit grants (their remainder to breakage), by the worker.
     credit_expiry_cron: str = "5 * * * *"
+    # How long a draft waits after it closes (its earliest line fell due, by the customer's clock)
+    # for late usage events before it is finalized automatically, and when the worker looks. 24 hours
+    # leaves a day's slack to senders that batch or retry; 0 finalizes at the first run after closing.
+    # Off: drafts wait to be finalized by hand (the worker job and the test clock hook do nothing).
+    invoice_auto_finalize: bool = True
+    invoice_grace_period_hours: int = Field(default=24, ge=0, le=720)
+    invoice_finalization_cron: str = "*/10 * * * *"
 
     # The job runner (DBOS) keeps its checkpoints in a `dbos` schema of tally's own database, so a job
     # can be enqueued in the same transaction as the rows it is about; this moves them elsewhere.

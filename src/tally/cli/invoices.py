@@ -1,5 +1,6 @@
-"""`tally invoice …`: run billing, list and show invoices, finalize a draft, explain a line; documents
-(pdf, html), exports for finance and the seller profile on documents."""
+"""`tally invoice …`: run billing, list and show invoices, finalize a draft (or every draft past its
+grace period), explain a line; documents (pdf, html), exports for finance and the seller profile on
+documents."""
 
 from __future__ import annotations
 
@@ -77,6 +78,43 @@ def run(
             )
         console.print(table)
         if any(item.rejection is not None for item in runs):
+            raise typer.Exit(1)
+
+
+@app.command("finalize-due")
+def finalize_due(
+    grace_hours: int | None = typer.Option(
+        None, "--grace-hours", min=0, help="Grace period in hours (default: the invoice_grace_period_hours setting)."
+    ),
+    tenant: str | None = TenantOption,
+) -> None:
+    """Refresh, then finalize, every draft whose grace period has passed by its customer's clock."""
+    from tally.app.finalize_due_invoices import finalize_due_invoices, grace_period_of_hours
+
+    with open_tally() as tally, rejections_as_errors():
+        tenant_id = resolve_tenant(tally, tenant)
+        hours = tally.settings.invoice_grace_period_hours if grace_hours is None else grace_hours
+        try:
+            grace_period = grace_period_of_hours(hours)
+        except ValueError as error:
+            fail("grace_period_out_of_range", str(error))
+        result = finalize_due_invoices(tally.engine, tally.clock, grace_period=grace_period, tenant_id=tenant_id)
+        table = Table(title="drafts past their grace period")
+        for column in ("customer", "invoice", "number", "outcome", "refused"):
+            table.add_column(column)
+        for item in result.finalized:
+            if item.invoice_id is not None:
+                audit(tally, tenant_id, "invoice.finalize", "invoice", format_id(INVOICE, item.invoice_id))
+        for item in result.customers:
+            table.add_row(
+                format_id(CUSTOMER, item.customer_id),
+                "" if item.invoice_id is None else format_id(INVOICE, item.invoice_id),
+                item.number or "",
+                item.outcome.value,
+                "" if item.rejection is None else item.rejection.code,
+            )
+        console.print(table)
+        if result.refused:
             raise typer.Exit(1)
 
 

@@ -1,5 +1,5 @@
-"""Tally's own jobs: the scheduled ledger integrity check, the purge of expired idempotency keys and
-the billing run.
+"""Tally's own jobs: the scheduled ledger integrity check, the purge of expired idempotency keys, the
+billing run and the finalization of drafts past their grace period.
 
 Each job is a workflow of steps. A step's result is checkpointed in PostgreSQL when it returns, so a
 worker killed mid-job resumes at the first step that had not returned; the step that was running when
@@ -133,9 +133,43 @@ def credit_expiry(scheduled_at: datetime, context: object) -> int:
     return run_credit_expiry_step()
 
 
+@DBOS.step(name="tally.invoice_finalization.run", retries_allowed=True, interval_seconds=5, max_attempts=3)
+def run_invoice_finalization_step() -> int:
+    """Refresh and finalize every draft whose grace period has passed by its customer's clock; returns
+    how many were finalized. Safe to repeat: a finalized invoice is no longer a draft to find."""
+    from tally.app.finalize_due_invoices import finalize_due_invoices, grace_period_of_hours
+
+    tally = current_tally()
+    if not tally.settings.invoice_auto_finalize:
+        return 0
+    result = finalize_due_invoices(
+        tally.engine, tally.clock, grace_period=grace_period_of_hours(tally.settings.invoice_grace_period_hours)
+    )
+    for refused in result.refused:
+        logger.error(
+            "invoice finalization refused a customer: %s",
+            refused.rejection.code if refused.rejection else "unknown",
+            extra={"tenant_id": str(refused.tenant_id), "customer_id": str(refused.customer_id)},
+        )
+    return len(result.finalized)
+
+
+@DBOS.workflow(name="tally.invoice_finalization")
+def invoice_finalization(scheduled_at: datetime, context: object) -> int:
+    """The scheduled finalization of drafts past their grace period (`settings.invoice_finalization_cron`)."""
+    return run_invoice_finalization_step()
+
+
 define_schedule("tally.billing_run", billing_run, cron_setting="billing_run_cron", queue_name=BILLING_QUEUE)
 # On the billing queue: an expiry and a billing run never overlap (they serialize per customer anyway).
 define_schedule("tally.credit_expiry", credit_expiry, cron_setting="credit_expiry_cron", queue_name=BILLING_QUEUE)
+# On the billing queue too: finalizing never overlaps a billing run or an expiry.
+define_schedule(
+    "tally.invoice_finalization",
+    invoice_finalization,
+    cron_setting="invoice_finalization_cron",
+    queue_name=BILLING_QUEUE,
+)
 define_schedule(
     "tally.ledger_integrity_check",
     ledger_integrity_check,

@@ -68,7 +68,7 @@ def _seed_demo(tally: Tally, api_url: str) -> None:
             highlight=False,
         )
     if find_tenants_by_name(tally.engine, DEMO_TENANT):
-        load_demo(tally)  # idempotent: on later starts every posting is a replay
+        load_demo(tally)  # idempotent: on later starts it finds everything there and writes nothing
 
 
 def register(app: typer.Typer) -> None:

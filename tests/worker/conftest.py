@@ -31,7 +31,7 @@ def system_database_factory(database_url: str) -> Iterator[Callable[[str], str]]
 
 @pytest.fixture
 def wide_console(monkeypatch: pytest.MonkeyPatch) -> None:
-    """CLI tables are not folded into a narrow column, whatever terminal the tests run in."""
-    from tally.cli import _context
-
-    monkeypatch.setattr(_context.console, "width", 250)
+    """CLI tables are not folded into a narrow column, whatever terminal the tests run in. Through the
+    environment, which the console reads at each use: setting its width instead would, once undone,
+    leave it fixed at whatever it measured (80 columns without a terminal) for every later test."""
+    monkeypatch.setenv("COLUMNS", "250")

@@ -3,10 +3,15 @@
     gather   one customer's `InvoiceContext` through a moment: every subscription's billing events and
              prices, usage readings from the event store, the lines already billed, coupon
              redemptions, credit grants with what is left of them (ledger balances), commitments,
-             caps, tax rates in force, the customer's balance from the ledger
+             caps, tax rates in force, the customer's balance from the ledger. In two halves:
+             `prepare` (everything but usage, read through a `BillingReads`, and the usage queries
+             it needs) and `Prepared.complete` (the answers to those queries), so the billing run
+             can ask the event store for a whole chunk of customers at once in between
     bill     gather, propose and apply for one customer whose lock the caller holds
     apply    a proposal onto the customer's draft: created, refreshed (lines replaced), or deleted
-             when nothing is due any more; an identical proposal writes nothing
+             when nothing is due any more; an identical proposal writes nothing. Also in two
+             halves: `decide_draft` (what to write) and `write_drafts` (many customers' writes at
+             once), so one customer and a chunk of them are written by the same code
     settle   an invoice read back as the core's `InvoiceState`, and postings written to the ledger
              inside the caller's transaction
 
@@ -20,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import psycopg
 from psycopg import errors
@@ -28,6 +33,7 @@ from sqlalchemy import Engine
 
 from tally.adapters.clock import Clock
 from tally.adapters.ids import new_id, new_ids
+from tally.adapters.postgres import billing_batches as batches
 from tally.adapters.postgres import customers as customer_store
 from tally.adapters.postgres import invoices as store
 from tally.adapters.postgres import invoicing_terms as term_store
@@ -41,6 +47,7 @@ from tally.app.event_store import EventStore
 from tally.app.ledger_accounts import ensure_accounts
 from tally.core import money
 from tally.core.invoicing import (
+    BilledLine,
     CustomerTaxRates,
     InvoiceContext,
     InvoiceState,
@@ -60,11 +67,14 @@ from tally.core.invoicing.postings import BALANCE_ACCOUNT
 from tally.core.ledger.model import Entry, TransactionKind, TransactionSpec
 from tally.core.ledger.templates import Posting
 from tally.core.metering.meters import AggregationKind, MeterVersion
-from tally.core.metering.usage import Granularity, UsageQuery
+from tally.core.metering.usage import Granularity, UsageQuery, UsageResult
 from tally.core.periods import Period
 from tally.core.rating import Price, Quantity, price_from_document
-from tally.core.rejections import Rejected
+from tally.core.rejections import InvariantViolation, Rejected
 from tally.core.subscriptions import BillingEventKind, BillingEvents, ItemKind, billing_events
+
+if TYPE_CHECKING:
+    from tally.app._invoicing_terms import Terms as _Terms
 
 Connection = psycopg.Connection[Any]
 T = TypeVar("T")
@@ -85,12 +95,246 @@ class Gathered:
 
 
 def customer_unit(connection: Connection, tenant_id: uuid.UUID, code: str) -> money.Unit:
+    return _unit_of(code, subscription_store.custom_units(connection, tenant_id))
+
+
+def _unit_of(code: str, units: dict[str, money.Unit]) -> money.Unit:
     if code in money.ISO_4217_MINOR_UNITS:
         return money.currency(code)
-    units = subscription_store.custom_units(connection, tenant_id)
     if code not in units:
         raise Rejected.because("unit_must_be_known", f"{code!r} is not a unit of this tenant", "currency")
     return units[code]
+
+
+class BillingReads:
+    """Every row gathering reads, asked for one customer at a time, inside the caller's transaction.
+
+    This class reads each one with its own statement. The billing run's `ChunkReads` answers the
+    same questions for a chunk of customers from rows it read with one statement per kind, so the
+    gathering code below is the same for one customer and for a hundred thousand. Catalog rows
+    (prices, plan versions, meters, units) are kept for the life of the object: they do not change
+    under a billing run in a way it could see half of (a price in use is never edited)."""
+
+    def __init__(self, connection: Connection, tenant_id: uuid.UUID) -> None:
+        self.connection = connection
+        self.tenant_id = tenant_id
+        self._units: dict[str, money.Unit] | None = None
+        self._meters: dict[str, MeterVersion] = {}
+        self._prices: dict[tuple[uuid.UUID, uuid.UUID | None], Price] = {}
+        self._catalog: dict[uuid.UUID, subscription_store.CatalogPriceRow] = {}
+        self._products: dict[uuid.UUID, str] = {}
+        self._plans: dict[uuid.UUID, subscription_store.PlanVersionRow | None] = {}
+
+    # The customer and what it has: one statement each.
+    def customer(self, customer_id: uuid.UUID) -> customer_store.CustomerRow | None:
+        return customer_store.get_customer(self.connection, self.tenant_id, customer_id)
+
+    def billed_lines(self, customer_id: uuid.UUID, currency: str) -> list[BilledLine]:
+        return store.billed_lines(self.connection, self.tenant_id, customer_id, currency)
+
+    def subscriptions(self, customer_id: uuid.UUID) -> list[tuple[uuid.UUID, list[subscription_store.RecordedEntry]]]:
+        ids = subscription_store.subscription_ids_of_customers(self.connection, self.tenant_id, [customer_id])
+        return [(found, subscription_store.timeline_of(self.connection, found)) for found in ids]
+
+    def override(
+        self, customer_id: uuid.UUID, price_id: uuid.UUID, at: datetime
+    ) -> subscription_store.OverrideRow | None:
+        return subscription_store.override_at(self.connection, self.tenant_id, customer_id, price_id, at)
+
+    def terms(self, customer: customer_store.CustomerRow, currency: money.Unit, prices: Sequence[PriceRef]) -> _Terms:
+        from tally.app._invoicing_terms import terms_of  # it builds on this module's helpers
+
+        return terms_of(self.connection, self.tenant_id, customer, currency, prices)
+
+    def tax_rates(self, customer_id: uuid.UUID, through: datetime) -> list[term_store.TaxRateRow]:
+        return term_store.tax_rates_in_force(self.connection, self.tenant_id, customer_id, through)
+
+    def balance(self, external_id: str, currency: str) -> int:
+        return store.account_balance(self.connection, self.tenant_id, BALANCE_ACCOUNT, currency, external_id)
+
+    # The catalog: read once per object.
+    def units(self) -> dict[str, money.Unit]:
+        if self._units is None:
+            self._units = subscription_store.custom_units(self.connection, self.tenant_id)
+        return self._units
+
+    def catalog_prices(self, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, subscription_store.CatalogPriceRow]:
+        missing = [found for found in dict.fromkeys(ids) if found not in self._catalog]
+        if missing:
+            self._catalog |= subscription_store.catalog_prices(self.connection, self.tenant_id, missing)
+            self._products |= store.price_products(self.connection, self.tenant_id, missing)
+        return {found: self._catalog[found] for found in ids if found in self._catalog}
+
+    def product(self, price_id: uuid.UUID) -> str:
+        return self._products.get(price_id, "")
+
+    def price(self, catalog_price_id: uuid.UUID, override: subscription_store.OverrideRow | None) -> Price:
+        """The price as rated: the catalog price's document, or the override's."""
+        key = (catalog_price_id, None if override is None else override.id)
+        if key not in self._prices:
+            document = self._catalog[catalog_price_id].document if override is None else override.document
+            self._prices[key] = price_from_document(document, self.units())
+        return self._prices[key]
+
+    def plan_version(self, plan_version_id: uuid.UUID) -> subscription_store.PlanVersionRow | None:
+        if plan_version_id not in self._plans:
+            self._plans[plan_version_id] = subscription_store.plan_version(
+                self.connection, self.tenant_id, plan_version_id
+            )
+        return self._plans[plan_version_id]
+
+    def meter(self, code: str) -> MeterVersion:
+        if code not in self._meters:
+            row = meter_store.get_meter(self.connection, self.tenant_id, code)
+            version = (
+                None
+                if row is None
+                else meter_store.get_version(self.connection, self.tenant_id, row.id, row.latest_version)
+            )
+            if version is None:
+                raise Rejected.because("meter_not_found", f"no meter {code!r} for a usage price", "meter")
+            self._meters[code] = version.to_core()
+        return self._meters[code]
+
+
+@dataclass(frozen=True, slots=True)
+class UsageNeed:
+    """One reading to take: a usage price's quantity over its due windows of one period (or, for a
+    progressive reading, over the period so far), per dimension group."""
+
+    billing: SubscriptionBilling
+    price_id: str
+    period: Period
+    windows: tuple[Period, ...]
+    progressive: bool
+    meter: MeterVersion
+
+    def queries(self, customer: str) -> list[UsageQuery]:
+        return [
+            UsageQuery(
+                customer=customer,
+                meter=self.meter,
+                start=window.start,
+                end=window.end,
+                granularity=Granularity.TOTAL,
+                group_by=self.meter.definition.group_by,
+            )
+            for window in self.windows
+        ]
+
+    def readings(self, results: Sequence[UsageResult]) -> list[UsageReading]:
+        """The readings from the answers to `queries`, in their order: the windows' values added
+        up per group (a period measured at zero is billed at zero, once)."""
+        totals: dict[tuple[str | None, ...], Decimal] = {}
+        for result in results:
+            for row in result.rows:
+                totals[row.group] = totals.get(row.group, Decimal(0)) + (row.value or Decimal(0))
+        if not totals:
+            totals[()] = Decimal(0)
+        return [
+            UsageReading(
+                subscription_id=self.billing.subscription_id,
+                price_id=self.price_id,
+                period=self.period,
+                usage=Quantity(quantity),
+                windows=self.windows,
+                group=group,
+                progressive=self.progressive,
+            )
+            for group, quantity in sorted(totals.items(), key=lambda item: [(v is not None, v or "") for v in item[0]])
+        ]
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A customer's context through a moment, all but its usage: what `gather` knows before it asks
+    the event store, and the questions it will ask (`queries`, in order)."""
+
+    customer: customer_store.CustomerRow
+    currency: money.Unit
+    through: datetime
+    subscriptions: tuple[SubscriptionBilling, ...]
+    needs: tuple[UsageNeed, ...]
+    billed: tuple[BilledLine, ...]
+    terms: _Terms
+    tax: TaxRateTable | None
+    balance_minor: int
+    next_due_at: datetime | None
+
+    def queries(self) -> list[UsageQuery]:
+        return [query for need in self.needs for query in need.queries(self.customer.external_id)]
+
+    def complete(self, results: Sequence[UsageResult]) -> Gathered:
+        """The context, with `results` answering `queries()` one for one."""
+        if len(results) != sum(len(need.windows) for need in self.needs):
+            raise InvariantViolation("every usage query of a customer gets exactly one answer")
+        readings: list[UsageReading] = []
+        offset = 0
+        for need in self.needs:
+            readings.extend(need.readings(results[offset : offset + len(need.windows)]))
+            offset += len(need.windows)
+        context = InvoiceContext(
+            customer_id=self.customer.external_id,
+            currency=self.currency,
+            through=self.through,
+            subscriptions=self.subscriptions,
+            usage=tuple(readings),
+            billed=self.billed,
+            redemptions=self.terms.redemptions,
+            commitments=self.terms.commitments,
+            caps=self.terms.caps,
+            grants=self.terms.grants,
+            tax=self.tax,
+            customer_balance_minor=max(0, self.balance_minor),
+        )
+        return Gathered(self.customer, context, self.next_due_at)
+
+
+def prepare(
+    reads: BillingReads, customer_id: uuid.UUID, through: datetime, *, preview: bool = False
+) -> Prepared | None:
+    """Everything of the customer's context through `through` but usage; None for a customer
+    without a currency (it has no subscriptions either). `preview`: also ask for the usage of
+    periods still under way, so far (progressive readings), as the upcoming invoice shows it."""
+    customer = reads.customer(customer_id)
+    if customer is None:
+        raise Rejected.because("customer_not_found", "no such customer", "customer")
+    if customer.currency is None:
+        return None
+    currency = _unit_of(customer.currency, reads.units())
+    billed = reads.billed_lines(customer_id, customer.currency)
+    billed_in_full = {
+        (line.key.subscription_id, line.key.price_id, line.key.service_period)
+        for line in billed
+        if line.key.kind is LineKind.USAGE and not line.provisional
+    }
+    subscriptions: list[SubscriptionBilling] = []
+    needs: list[UsageNeed] = []
+    next_due: list[datetime] = []
+    for subscription_id, entries in reads.subscriptions(customer_id):
+        events = billing_events(timeline_of(subscription_id, entries), through=through)
+        if events.next_due_at is not None:
+            next_due.append(events.next_due_at)
+        prices = _price_refs(reads, customer_id, entries=entries, events=events, through=through)
+        billing = SubscriptionBilling(events=events, prices=prices)
+        subscriptions.append(billing)
+        closing = _closing_needs(reads, billing, billed_in_full, through)
+        needs.extend(closing)
+        if preview:
+            needs.extend(_progressive_needs(reads, billing, closing, through))
+    terms = reads.terms(customer, currency, [ref for billing in subscriptions for ref in billing.prices])
+    return Prepared(
+        customer=customer,
+        currency=currency,
+        through=through,
+        subscriptions=tuple(subscriptions),
+        needs=tuple(needs),
+        billed=tuple(billed),
+        terms=terms,
+        tax=_tax(reads, customer, through),
+        balance_minor=reads.balance(customer.external_id, currency.code),
+        next_due_at=min(next_due) if next_due else None,
+    )
 
 
 def gather(
@@ -102,63 +346,16 @@ def gather(
     *,
     preview: bool = False,
 ) -> Gathered | None:
-    """The customer's context through `through`; None for a customer without a currency (it has no
-    subscriptions either). `preview`: also measure the usage of periods still under way, so far
-    (progressive readings), as the upcoming invoice shows it."""
-    customer = customer_store.get_customer(connection, tenant_id, customer_id)
-    if customer is None:
-        raise Rejected.because("customer_not_found", "no such customer", "customer")
-    if customer.currency is None:
+    """The customer's context through `through` (see `prepare`), its usage asked of the event store
+    one query at a time."""
+    prepared = prepare(BillingReads(connection, tenant_id), customer_id, through, preview=preview)
+    if prepared is None:
         return None
-    currency = customer_unit(connection, tenant_id, customer.currency)
-    billed = store.billed_lines(connection, tenant_id, customer_id, customer.currency)
-    billed_in_full = {
-        (line.key.subscription_id, line.key.price_id, line.key.service_period)
-        for line in billed
-        if line.key.kind is LineKind.USAGE and not line.provisional
-    }
-    reader = _UsageReader(connection, event_store, tenant_id, customer.external_id)
-    subscriptions: list[SubscriptionBilling] = []
-    readings: list[UsageReading] = []
-    next_due: list[datetime] = []
-    for subscription_id in subscription_store.subscription_ids_of_customers(connection, tenant_id, [customer_id]):
-        entries = subscription_store.timeline_of(connection, subscription_id)
-        events = billing_events(timeline_of(subscription_id, entries), through=through)
-        if events.next_due_at is not None:
-            next_due.append(events.next_due_at)
-        prices = _price_refs(connection, tenant_id, customer_id, entries=entries, events=events, through=through)
-        billing = SubscriptionBilling(events=events, prices=prices)
-        subscriptions.append(billing)
-        readings.extend(_closing_readings(reader, billing, billed_in_full, through))
-        if preview:
-            readings.extend(_progressive_readings(reader, billing, readings, through))
-    from tally.app._invoicing_terms import terms_of  # it builds on this module's helpers
-
-    terms = terms_of(
-        connection, tenant_id, customer, currency, [ref for billing in subscriptions for ref in billing.prices]
-    )
-    context = InvoiceContext(
-        customer_id=customer.external_id,
-        currency=currency,
-        through=through,
-        subscriptions=tuple(subscriptions),
-        usage=tuple(readings),
-        billed=tuple(billed),
-        redemptions=terms.redemptions,
-        commitments=terms.commitments,
-        caps=terms.caps,
-        grants=terms.grants,
-        tax=_tax(connection, tenant_id, customer, through),
-        customer_balance_minor=max(
-            0, store.account_balance(connection, tenant_id, BALANCE_ACCOUNT, currency.code, customer.external_id)
-        ),
-    )
-    return Gathered(customer, context, min(next_due) if next_due else None)
+    return prepared.complete([event_store.usage(tenant_id, query) for query in prepared.queries()])
 
 
 def _price_refs(
-    connection: Connection,
-    tenant_id: uuid.UUID,
+    reads: BillingReads,
     customer_id: uuid.UUID,
     *,
     entries: Sequence[subscription_store.RecordedEntry],
@@ -172,33 +369,22 @@ def _price_refs(
     for recorded in entries:
         for item_id in recorded.origins:
             plan_of_item[item_id] = recorded.plan_version_id
-    held = [periods for periods in events.periods]
-    catalog_ids = [origins[periods.price_id].price_id for periods in held]
-    rows = subscription_store.catalog_prices(connection, tenant_id, catalog_ids)
-    products = store.price_products(connection, tenant_id, catalog_ids)
-    units = subscription_store.custom_units(connection, tenant_id)
+    held = list(events.periods)
+    reads.catalog_prices([origins[periods.price_id].price_id for periods in held])
     refs: list[PriceRef] = []
     for periods in held:
         origin = origins[periods.price_id]
-        row = rows[origin.price_id]
-        price: Price = price_from_document(row.document, units)
-        if periods.kind is ItemKind.USAGE:
-            override = subscription_store.override_at(connection, tenant_id, customer_id, origin.price_id, through)
-            if override is not None:
-                price = price_from_document(override.document, units)
+        override = reads.override(customer_id, origin.price_id, through) if periods.kind is ItemKind.USAGE else None
+        price = reads.price(origin.price_id, override)
         plan_version_id = plan_of_item.get(periods.price_id)
-        plan = (
-            subscription_store.plan_version(connection, tenant_id, plan_version_id)
-            if plan_version_id is not None
-            else None
-        )
+        plan = reads.plan_version(plan_version_id) if plan_version_id is not None else None
         refs.append(
             PriceRef(
                 price_id=periods.price_id,
                 price=price,
                 catalog_price_id=str(origin.price_id),
                 code=origin.price_code,
-                product=products.get(origin.price_id, ""),
+                product=reads.product(origin.price_id),
                 plan_id=plan.plan_code if plan is not None else "",
                 plan_version=plan.version if plan is not None else None,
             )
@@ -206,118 +392,69 @@ def _price_refs(
     return tuple(refs)
 
 
-class _UsageReader:
-    """Usage of one customer through the event store, per price, period and group."""
-
-    def __init__(self, connection: Connection, event_store: EventStore, tenant_id: uuid.UUID, customer: str) -> None:
-        self.connection = connection
-        self.event_store = event_store
-        self.tenant_id = tenant_id
-        self.customer = customer
-        self.meters: dict[str, MeterVersion] = {}
-
-    def meter(self, code: str) -> MeterVersion:
-        if code not in self.meters:
-            row = meter_store.get_meter(self.connection, self.tenant_id, code)
-            version = (
-                None
-                if row is None
-                else meter_store.get_version(self.connection, self.tenant_id, row.id, row.latest_version)
-            )
-            if version is None:
-                raise Rejected.because("meter_not_found", f"no meter {code!r} for a usage price", "meter")
-            self.meters[code] = version.to_core()
-        return self.meters[code]
-
-    def read(
-        self, billing: SubscriptionBilling, price_id: str, period: Period, windows: Sequence[Period], progressive: bool
-    ) -> list[UsageReading]:
-        meter_code = billing.price(price_id).price.meter
-        if meter_code is None:
-            raise Rejected.because("usage_reading_price_must_be_metered", f"{price_id} is not a usage price", "usage")
-        meter = self.meter(meter_code)
-        if len(windows) > 1 and meter.definition.aggregation.kind not in _ADDITIVE:
-            raise Rejected.because(
-                "usage_windows_not_additive",
-                f"meter {meter.code} ({meter.definition.aggregation.kind}) cannot add up a period measured in "
-                f"{len(windows)} windows (a pause or a trial inside it)",
-                "usage",
-            )
-        totals: dict[tuple[str | None, ...], Decimal] = {}
-        for window in windows:
-            result = self.event_store.usage(
-                self.tenant_id,
-                UsageQuery(
-                    customer=self.customer,
-                    meter=meter,
-                    start=window.start,
-                    end=window.end,
-                    granularity=Granularity.TOTAL,
-                    group_by=meter.definition.group_by,
-                ),
-            )
-            for row in result.rows:
-                totals[row.group] = totals.get(row.group, Decimal(0)) + (row.value or Decimal(0))
-        if not totals:
-            totals[()] = Decimal(0)  # no usage at all: the period is billed at zero, once
-        return [
-            UsageReading(
-                subscription_id=billing.subscription_id,
-                price_id=price_id,
-                period=period,
-                usage=Quantity(quantity),
-                windows=tuple(windows),
-                group=group,
-                progressive=progressive,
-            )
-            for group, quantity in sorted(totals.items(), key=lambda item: [(v is not None, v or "") for v in item[0]])
-        ]
+def _need(  # noqa: PLR0917 - a private helper of the two kinds of readings
+    reads: BillingReads,
+    billing: SubscriptionBilling,
+    price_id: str,
+    period: Period,
+    windows: Sequence[Period],
+    progressive: bool,
+) -> UsageNeed:
+    meter_code = billing.price(price_id).price.meter
+    if meter_code is None:
+        raise Rejected.because("usage_reading_price_must_be_metered", f"{price_id} is not a usage price", "usage")
+    meter = reads.meter(meter_code)
+    if len(windows) > 1 and meter.definition.aggregation.kind not in _ADDITIVE:
+        raise Rejected.because(
+            "usage_windows_not_additive",
+            f"meter {meter.code} ({meter.definition.aggregation.kind}) cannot add up a period measured in "
+            f"{len(windows)} windows (a pause or a trial inside it)",
+            "usage",
+        )
+    return UsageNeed(billing, price_id, period, tuple(windows), progressive, meter)
 
 
-def _closing_readings(
-    reader: _UsageReader,
+def _closing_needs(
+    reads: BillingReads,
     billing: SubscriptionBilling,
     billed_in_full: set[tuple[str, str, Period]],
     through: datetime,
-) -> list[UsageReading]:
+) -> list[UsageNeed]:
     """Readings of every due usage period never billed in full, and of those that ended recently
     (late events), each over exactly its due usage windows."""
     windows: dict[tuple[str, Period], list[Period]] = {}
     for event in billing.events.events:
         if event.kind is BillingEventKind.USAGE:
             windows.setdefault((event.price_id, event.period), []).append(event.service_period)
-    readings: list[UsageReading] = []
+    needs: list[UsageNeed] = []
     for (price_id, period), found in windows.items():
         recent = period.end > through - LATE_USAGE_LOOKBACK
         if (billing.subscription_id, price_id, period) in billed_in_full and not recent:
             continue
-        readings.extend(reader.read(billing, price_id, period, sorted(found, key=lambda w: w.start), False))
-    return readings
+        needs.append(_need(reads, billing, price_id, period, sorted(found, key=lambda w: w.start), False))
+    return needs
 
 
-def _progressive_readings(
-    reader: _UsageReader, billing: SubscriptionBilling, read: Sequence[UsageReading], through: datetime
-) -> list[UsageReading]:
+def _progressive_needs(
+    reads: BillingReads, billing: SubscriptionBilling, closing: Sequence[UsageNeed], through: datetime
+) -> list[UsageNeed]:
     """Usage so far of each usage period under way at `through` (for the upcoming invoice)."""
-    done = {(reading.subscription_id, reading.price_id, reading.period) for reading in read}
-    readings: list[UsageReading] = []
+    done = {(need.billing.subscription_id, need.price_id, need.period) for need in closing}
+    needs: list[UsageNeed] = []
     for periods in billing.events.periods:
         if periods.kind is not ItemKind.USAGE:
             continue
         for period in periods.periods:
             key = (billing.subscription_id, periods.price_id, period)
             if period.start < through < period.end and key not in done:
-                window = Period(period.start, through)
-                readings.extend(reader.read(billing, periods.price_id, period, [window], True))
-    return readings
+                needs.append(_need(reads, billing, periods.price_id, period, [Period(period.start, through)], True))
+    return needs
 
 
-def _tax(
-    connection: Connection, tenant_id: uuid.UUID, customer: customer_store.CustomerRow, through: datetime
-) -> TaxRateTable | None:
+def _tax(reads: BillingReads, customer: customer_store.CustomerRow, through: datetime) -> TaxRateTable | None:
     """The customer's own rates in force at `through`, else the tenant's defaults (a rate retired
     before the run no longer applies; tax is never reconciled, so earlier invoices keep theirs)."""
-    rows = term_store.tax_rates_in_force(connection, tenant_id, customer.id, through)
+    rows = reads.tax_rates(customer.id, through)
     if not rows:
         return None
     default: list[TaxRate] = []
@@ -369,20 +506,87 @@ def _signature(lines: Sequence[tuple[Any, int, int, int]]) -> list[tuple[Any, in
     return sorted(lines, key=lambda item: (item[0].sort_key(), item[1]))
 
 
-def _same(connection: Connection, draft: store.InvoiceRow, proposal: Proposal, fields: store.DraftFields) -> bool:
-    stored = [
-        (line.key, line.sequence, line.amount_minor, line.amount_minor_total)
-        for line in store.lines_of(connection, draft.id)
-    ]
+def _same(
+    draft: store.InvoiceRow, stored: Sequence[store.LineRow], proposal: Proposal, fields: store.DraftFields
+) -> bool:
+    lines = [(line.key, line.sequence, line.amount_minor, line.amount_minor_total) for line in stored]
     proposed = [(line.key, line.sequence, line.amount_minor, line.amount_minor_total) for line in proposal.lines]
     return (
-        _signature(stored) == _signature(proposed)
+        _signature(lines) == _signature(proposed)
         and draft.total_minor == fields.total_minor
         and draft.amount_due_minor == fields.amount_due_minor
         and draft.tax == fields.tax
         and draft.postings == fields.postings
         and draft.creditable == fields.creditable
     )
+
+
+@dataclass(frozen=True, slots=True)
+class DraftWrite:
+    """What one proposal asks of its customer's draft: nothing, a new draft, a refresh (lines
+    replaced), or a delete. `write_drafts` writes many at once."""
+
+    applied: Applied
+    lines_removed_from: uuid.UUID | None = None  # a draft refreshed or deleted
+    deleted: uuid.UUID | None = None
+    updated: tuple[uuid.UUID, store.DraftFields, datetime] | None = None
+    inserted: batches.NewDraft | None = None
+    lines: batches.NewLines | None = None
+
+
+def decide_draft(
+    customer_id: uuid.UUID,
+    proposal: Proposal,
+    now: datetime,
+    draft: store.InvoiceRow | None,
+    stored: Sequence[store.LineRow],
+) -> DraftWrite:
+    """The write that brings `draft` (with its `stored` lines; None: no draft) to `proposal`. An
+    identical proposal writes nothing."""
+    currency = proposal.currency.code
+    if proposal.is_empty:
+        if draft is None:
+            return DraftWrite(Applied(None, created=False, changed=False, lines=0))
+        return DraftWrite(
+            Applied(None, created=False, changed=True, lines=0), lines_removed_from=draft.id, deleted=draft.id
+        )
+    invoice_id = draft.id if draft is not None else new_id()
+    fields = _fields(proposal, draft_invoice(str(invoice_id), proposal))
+    count = len(proposal.lines)
+    if draft is not None and _same(draft, stored, proposal, fields):
+        return DraftWrite(Applied(draft.id, created=False, changed=False, lines=count))
+    lines = batches.NewLines(
+        invoice_id=invoice_id,
+        customer_id=customer_id,
+        currency=currency,
+        lines=proposal.lines,
+        line_ids=new_ids(count),
+        now=now,
+    )
+    applied = Applied(invoice_id, created=draft is None, changed=True, lines=count)
+    if draft is None:
+        inserted = batches.NewDraft(
+            invoice_id=invoice_id, customer_id=customer_id, currency=currency, fields=fields, now=now
+        )
+        return DraftWrite(applied, inserted=inserted, lines=lines)
+    return DraftWrite(applied, lines_removed_from=draft.id, updated=(draft.id, fields, now), lines=lines)
+
+
+def write_drafts(connection: Connection, tenant_id: uuid.UUID, writes: Sequence[DraftWrite]) -> None:
+    """Write many customers' draft writes with one statement per kind (lines by COPY); the caller
+    holds every one of those customers' locks. A line key and sequence taken meanwhile (a finalize
+    under another lock holder, which cannot happen while the locks are held, or a bug) fails on the
+    UNIQUE constraint: `RetryRequested`, and the caller's transaction runs again from the gather."""
+    try:
+        batches.delete_lines_of(connection, [w.lines_removed_from for w in writes if w.lines_removed_from])
+        batches.delete_drafts(connection, [w.deleted for w in writes if w.deleted is not None])
+        for write in writes:
+            if write.updated is not None:
+                store.update_draft(connection, *write.updated)
+        batches.insert_drafts(connection, tenant_id, [w.inserted for w in writes if w.inserted is not None])
+        batches.insert_lines(connection, tenant_id, [w.lines for w in writes if w.lines is not None])
+    except errors.UniqueViolation as violation:
+        raise RetryRequested from violation
 
 
 def apply_proposal(
@@ -392,47 +596,12 @@ def apply_proposal(
     proposal: Proposal,
     now: datetime,
 ) -> Applied:
-    """The caller holds the customer's lock. A line key and sequence taken meanwhile (a finalize
-    under another lock holder, which cannot happen while we hold ours, or a bug) fails on the
-    UNIQUE constraint and the whole run is retried from the gather."""
-    currency = proposal.currency.code
-    draft = store.draft_of(connection, tenant_id, customer.id, currency)
-    if proposal.is_empty:
-        if draft is None:
-            return Applied(None, created=False, changed=False, lines=0)
-        store.delete_draft(connection, draft.id)
-        return Applied(None, created=False, changed=True, lines=0)
-    invoice_id = draft.id if draft is not None else new_id()
-    fields = _fields(proposal, draft_invoice(str(invoice_id), proposal))
-    if draft is not None and _same(connection, draft, proposal, fields):
-        return Applied(draft.id, created=False, changed=False, lines=len(proposal.lines))
-    try:
-        if draft is None:
-            store.insert_draft(
-                connection,
-                invoice_id=invoice_id,
-                tenant_id=tenant_id,
-                customer_id=customer.id,
-                currency=currency,
-                fields=fields,
-                now=now,
-            )
-        else:
-            store.delete_draft_lines(connection, invoice_id)
-            store.update_draft(connection, invoice_id, fields, now)
-        store.insert_lines(
-            connection,
-            tenant_id=tenant_id,
-            invoice_id=invoice_id,
-            customer_id=customer.id,
-            currency=currency,
-            lines=proposal.lines,
-            line_ids=new_ids(len(proposal.lines)),
-            now=now,
-        )
-    except errors.UniqueViolation as violation:
-        raise RetryRequested from violation
-    return Applied(invoice_id, created=draft is None, changed=True, lines=len(proposal.lines))
+    """Bring the customer's draft to `proposal`; the caller holds the customer's lock."""
+    draft = store.draft_of(connection, tenant_id, customer.id, proposal.currency.code)
+    stored = store.lines_of(connection, draft.id) if draft is not None else []
+    write = decide_draft(customer.id, proposal, now, draft, stored)
+    write_drafts(connection, tenant_id, [write])
+    return write.applied
 
 
 def bill_locked(
@@ -444,9 +613,7 @@ def bill_locked(
     if gathered is None:
         return None
     applied = apply_proposal(connection, tenant_id, gathered.customer, propose(gathered.context), through)
-    store.record_customer_run(
-        connection, tenant_id, customer_id, billed_through=through, next_run_at=gathered.next_due_at, now=through
-    )
+    batches.record_customer_runs(connection, tenant_id, [(customer_id, through, gathered.next_due_at)])
     return gathered, applied
 
 

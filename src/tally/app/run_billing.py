@@ -1,46 +1,75 @@
 """The billing run: bring each customer's draft invoice up to what is due by the customer's clock.
 
-Per customer, in one database transaction under the customer's lock:
+Per customer, under the customer's lock:
 
     gather   the customer's clock (a test clock's time, or the system's), every subscription's
              billing events through it, usage readings from the event store, the lines already on
-             finalized invoices, tax rates, the customer's balance (`_invoicing.gather`)
+             finalized invoices, tax rates, the customer's balance (`_invoicing.prepare`, then
+             `Prepared.complete` with the usage)
     decide   `propose(context)`: what should have been billed, less what was
-    apply    create, refresh or delete the customer's draft (`_invoicing.apply_proposal`), and note
-             when something can fall due next
+    apply    create, refresh or delete the customer's draft (`_invoicing.decide_draft`, then
+             `write_drafts`), and note when something can fall due next
+
+`bill_customer` does this for one customer in its own transaction (the API, the CLI, the test clock
+hooks). `run_billing` does it for customers in chunks (`CUSTOMERS_PER_CHUNK` at a time, walked in
+id order, so memory stays bounded whatever the number of customers): one transaction per chunk
+holding every customer's lock (taken in id order, one statement), each kind of row read for the
+whole chunk with one statement (`ChunkReads`), usage asked of the event store with one statement
+per meter, each customer's proposal computed on its own by the same pure core, and the drafts of
+the chunk written with COPY. The code that decides is the same in both: only how rows travel
+differs.
 
 Running it again changes nothing (the proposal equals the draft); two runs for one customer
 serialize on the lock, and the UNIQUE constraint on line key and sequence stops a second bill even
-if they did not. `run_billing` finds the customers with something possibly due (never billed, a
-subscription written since the last run, or a billing event due by their clock) and bills each
-one on its own: one customer's refusal (say, a usage price whose meter is gone) is reported and
-does not stop the others. It is the test clock advance hook `billing.run_due`, the worker's
-scheduled job and `tally invoice run`.
+if they did not. One customer's refusal (say, a usage price whose meter is gone) is reported and
+leaves that customer's draft as it was, without stopping the others; a chunk whose writes fail (a
+constraint, a deadlock) is rolled back whole and billed again one customer at a time. It is the
+test clock advance hook `billing.run_due`, the worker's scheduled job and `tally invoice run`.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
+from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 import psycopg
+from psycopg import errors
 from sqlalchemy import Engine
 
 from tally.adapters.clock import Clock
+from tally.adapters.postgres import billing_batches as batches
+from tally.adapters.postgres import customers as customer_store
 from tally.adapters.postgres import invoices as store
-from tally.adapters.postgres.connections import psycopg_transaction, run_in_transaction
-from tally.app._invoicing import bill_locked
+from tally.adapters.postgres import subscriptions as subscription_store
+from tally.adapters.postgres.connections import RETRYABLE, RetryRequested, psycopg_transaction, run_in_transaction
+from tally.adapters.postgres.usage import PostgresEventStore
+from tally.app._invoicing import BillingReads, Prepared, bill_locked, decide_draft, prepare, write_drafts
 from tally.app.customer_clock import clock_for_customer
 from tally.app.event_store import EventStore, open_event_store
 from tally.app.test_clock_hooks import ClockAdvance, register_advance_hook
+from tally.core.invoicing import BilledLine, propose
+from tally.core.invoicing.postings import BALANCE_ACCOUNT
+from tally.core.metering.aggregation import assemble
+from tally.core.metering.usage import UsageQuery, UsageResult
 from tally.core.rejections import Rejected, Rejection
+
+if TYPE_CHECKING:
+    from tally.adapters.postgres import invoicing_terms as term_store
+    from tally.app._invoicing_terms import Terms
+    from tally.core import money
+    from tally.core.invoicing import PriceRef
 
 HOOK_NAME = "billing.run_due"
 EXPIRY_HOOK_NAME = "credits.expire_due"
-# Customers billed per call of `run_billing`; the scheduled job runs again for the rest.
+# Customers billed per call of `run_billing` (by default); the scheduled job runs again for the rest.
 CUSTOMERS_PER_RUN_MAX = 10_000
+# Customers per chunk: one transaction, holding their locks for about a second.
+CUSTOMERS_PER_CHUNK = 1_000
 
 logger = logging.getLogger(__name__)
 
@@ -106,32 +135,210 @@ def run_billing(
     tenant_id: uuid.UUID | None = None,
     customer_ids: tuple[uuid.UUID, ...] | None = None,
     event_store: EventStore | None = None,
+    chunk_size: int = CUSTOMERS_PER_CHUNK,
+    customers_max: int = CUSTOMERS_PER_RUN_MAX,
 ) -> BillingRun:
     """Bill the given customers of `tenant_id`, or every customer with something possibly due (of
-    one tenant, or of all tenants when `tenant_id` is None)."""
+    one tenant, or of all tenants when `tenant_id` is None), `chunk_size` customers at a time."""
+    if not 1 <= chunk_size <= batches.CUSTOMERS_PER_CHUNK_MAX:
+        raise ValueError(f"chunk_size must be 1 to {batches.CUSTOMERS_PER_CHUNK_MAX}, not {chunk_size}")
     usage = event_store or open_event_store(engine)
+    runs: list[CustomerRun] = []
     if customer_ids is not None:
         if tenant_id is None:
             raise ValueError("customers are named within a tenant")
-        pairs = [(tenant_id, customer_id) for customer_id in customer_ids]
-    else:
+        named = list(dict.fromkeys(customer_ids))
+        for low in range(0, len(named), chunk_size):
+            runs.extend(_bill_chunk(engine, clock, usage, tenant_id, named[low : low + chunk_size]))
+        return BillingRun(tuple(runs))
+    after: tuple[uuid.UUID, uuid.UUID] | None = None
+    while len(runs) < customers_max:
         with psycopg_transaction(engine) as connection:
-            pairs = store.customers_due(connection, tenant_id, clock.now(), CUSTOMERS_PER_RUN_MAX)
-    runs: list[CustomerRun] = []
-    for pair_tenant, customer_id in pairs:
-        try:
-            runs.append(bill_customer(engine, clock, pair_tenant, customer_id, event_store=usage))
-        except Rejected as rejected:
-            logger.warning(
-                "billing run refused for a customer",
-                extra={"tenant_id": str(pair_tenant), "customer_id": str(customer_id), "code": rejected.rejection.code},
+            pairs = batches.customers_due_after(
+                connection, tenant_id, clock.now(), after, min(chunk_size, customers_max - len(runs))
             )
-            runs.append(
-                CustomerRun(
-                    pair_tenant, customer_id, None, created=False, changed=False, lines=0, rejection=rejected.rejection
-                )
-            )
+        if not pairs:
+            break
+        after = pairs[-1]
+        by_tenant: dict[uuid.UUID, list[uuid.UUID]] = defaultdict(list)
+        for pair_tenant, customer_id in pairs:
+            by_tenant[pair_tenant].append(customer_id)
+        for pair_tenant, ids in by_tenant.items():
+            runs.extend(_bill_chunk(engine, clock, usage, pair_tenant, ids))
     return BillingRun(tuple(runs))
+
+
+# ----- one chunk ---------------------------------------------------------------------------------------
+
+
+class ChunkReads(BillingReads):
+    """`BillingReads` answered for a chunk of customers from rows read once for all of them. The
+    rare rows (coupons, grants, commitments, caps, overrides, tax rates) are read one customer at a
+    time, as `BillingReads` does, for the customers that have any; for the others the answer is
+    known to be empty."""
+
+    def __init__(self, connection: psycopg.Connection[Any], tenant_id: uuid.UUID, customer_ids: Sequence[uuid.UUID]):
+        super().__init__(connection, tenant_id)
+        self.found = batches.customers_with_clocks(connection, tenant_id, customer_ids)
+        present = [customer_id for customer_id in customer_ids if customer_id in self.found]
+        self._billed = batches.billed_lines_of(connection, tenant_id, present)
+        self._timelines = batches.timelines_of(connection, tenant_id, present)
+        self._with_terms = batches.customers_with_rows(connection, tenant_id, present)
+        self._default_tax = batches.tenant_has_default_tax_rates(connection, tenant_id)
+        externals = [
+            (customer.external_id, customer.currency) for customer, _ in self.found.values() if customer.currency
+        ]
+        self._balances = batches.balances_of(connection, tenant_id, BALANCE_ACCOUNT, externals)
+        catalog_ids = {
+            origin.price_id
+            for subscriptions in self._timelines.values()
+            for _, entries in subscriptions
+            for recorded in entries
+            for origin in recorded.origins.values()
+        }
+        self.catalog_prices(sorted(catalog_ids))
+
+    def customer(self, customer_id: uuid.UUID) -> customer_store.CustomerRow | None:
+        found = self.found.get(customer_id)
+        return None if found is None else found[0]
+
+    def billed_lines(self, customer_id: uuid.UUID, currency: str) -> list[BilledLine]:
+        return self._billed.get((customer_id, currency), [])
+
+    def subscriptions(self, customer_id: uuid.UUID) -> list[tuple[uuid.UUID, list[subscription_store.RecordedEntry]]]:
+        return self._timelines.get(customer_id, [])
+
+    def override(
+        self, customer_id: uuid.UUID, price_id: uuid.UUID, at: datetime
+    ) -> subscription_store.OverrideRow | None:
+        return super().override(customer_id, price_id, at) if customer_id in self._with_terms else None
+
+    def terms(self, customer: customer_store.CustomerRow, currency: money.Unit, prices: Sequence[PriceRef]) -> Terms:
+        if customer.id in self._with_terms:
+            return super().terms(customer, currency, prices)
+        from tally.app._invoicing_terms import Terms
+
+        return Terms((), (), (), ())
+
+    def tax_rates(self, customer_id: uuid.UUID, through: datetime) -> list[term_store.TaxRateRow]:
+        if customer_id in self._with_terms or self._default_tax:
+            return super().tax_rates(customer_id, through)
+        return []
+
+    def balance(self, external_id: str, currency: str) -> int:
+        return self._balances.get((external_id, currency), 0)
+
+
+def usage_of_chunk(
+    connection: psycopg.Connection[Any], event_store: EventStore, tenant_id: uuid.UUID, queries: Sequence[UsageQuery]
+) -> list[UsageResult]:
+    """The answers to `queries`, in order, as `event_store.usage` gives them one by one: on
+    PostgreSQL, the queries of each meter version of a batched aggregation in one statement."""
+    results: list[UsageResult | None] = [None] * len(queries)
+    by_version: dict[int, list[int]] = defaultdict(list)
+    for index, query in enumerate(queries):
+        batched = query.meter.definition.aggregation.kind in batches.BATCHED_AGGREGATIONS
+        if isinstance(event_store, PostgresEventStore) and batched:
+            by_version[query.meter.version_id].append(index)
+        else:
+            results[index] = event_store.usage(tenant_id, query)
+    for indexes in by_version.values():
+        asked = [queries[index] for index in indexes]
+        for index, cells in zip(indexes, batches.usage_totals(connection, tenant_id, asked), strict=True):
+            results[index] = assemble(queries[index], cells, "rollups")
+    answered = [result for result in results if result is not None]
+    if len(answered) != len(queries):  # pragma: no cover - every index is answered above
+        raise RuntimeError("a usage query without an answer")
+    return answered
+
+
+def _refused(tenant_id: uuid.UUID, customer_id: uuid.UUID, rejection: Rejection) -> CustomerRun:
+    logger.warning(
+        "billing run refused for a customer",
+        extra={"tenant_id": str(tenant_id), "customer_id": str(customer_id), "code": rejection.code},
+    )
+    return CustomerRun(tenant_id, customer_id, None, created=False, changed=False, lines=0, rejection=rejection)
+
+
+def _bill_chunk(
+    engine: Engine, clock: Clock, event_store: EventStore, tenant_id: uuid.UUID, customer_ids: Sequence[uuid.UUID]
+) -> list[CustomerRun]:
+    """Bill a chunk of one tenant's customers in one transaction; if its writes fail, roll it back
+    and bill each customer on its own (`bill_customer`, with its retries)."""
+    ordered = sorted(customer_ids)
+    try:
+        with psycopg_transaction(engine) as connection:
+            return _bill_chunk_locked(connection, clock, event_store, tenant_id, ordered)
+    except (*RETRYABLE, RetryRequested, errors.UniqueViolation) as failure:
+        logger.warning(
+            "billing chunk rolled back, billing its customers one by one",
+            extra={"tenant_id": str(tenant_id), "customers": len(ordered), "error": type(failure).__name__},
+        )
+    runs: list[CustomerRun] = []
+    for customer_id in ordered:
+        try:
+            runs.append(bill_customer(engine, clock, tenant_id, customer_id, event_store=event_store))
+        except Rejected as rejected:
+            runs.append(_refused(tenant_id, customer_id, rejected.rejection))
+    return runs
+
+
+def _bill_chunk_locked(
+    connection: psycopg.Connection[Any],
+    clock: Clock,
+    event_store: EventStore,
+    tenant_id: uuid.UUID,
+    ordered: Sequence[uuid.UUID],
+) -> list[CustomerRun]:
+    batches.lock_customers(connection, tenant_id, ordered)
+    now = clock.now()  # read once the locks are held, as `bill_customer` reads it
+    reads = ChunkReads(connection, tenant_id, ordered)
+    outcome: dict[uuid.UUID, CustomerRun] = {}
+    prepared: list[tuple[uuid.UUID, Prepared]] = []
+    for customer_id in ordered:
+        found = reads.found.get(customer_id)
+        frozen = None if found is None else found[1]
+        try:
+            ready = prepare(reads, customer_id, frozen if frozen is not None else now)
+        except Rejected as rejected:
+            outcome[customer_id] = _refused(tenant_id, customer_id, rejected.rejection)
+            continue
+        if ready is None:
+            outcome[customer_id] = CustomerRun(tenant_id, customer_id, None, created=False, changed=False, lines=0)
+        else:
+            prepared.append((customer_id, ready))
+    queries = [query for _, ready in prepared for query in ready.queries()]
+    answers = usage_of_chunk(connection, event_store, tenant_id, queries)
+    drafts = batches.drafts_of(connection, tenant_id, [customer_id for customer_id, _ in prepared])
+    writes = []
+    recorded: list[tuple[uuid.UUID, datetime, datetime | None]] = []
+    offset = 0
+    for customer_id, ready in prepared:
+        count = sum(len(need.windows) for need in ready.needs)
+        mine = answers[offset : offset + count]
+        offset += count
+        try:
+            gathered = ready.complete(mine)
+            proposal = propose(gathered.context)
+        except Rejected as rejected:
+            outcome[customer_id] = _refused(tenant_id, customer_id, rejected.rejection)
+            continue
+        draft, stored = drafts.get((customer_id, proposal.currency.code), (None, []))
+        write = decide_draft(customer_id, proposal, ready.through, draft, stored)
+        writes.append(write)
+        recorded.append((customer_id, ready.through, gathered.next_due_at))
+        applied = write.applied
+        outcome[customer_id] = CustomerRun(
+            tenant_id,
+            customer_id,
+            applied.invoice_id,
+            created=applied.created,
+            changed=applied.changed,
+            lines=applied.lines,
+        )
+    write_drafts(connection, tenant_id, writes)
+    batches.record_customer_runs(connection, tenant_id, recorded)
+    return [outcome[customer_id] for customer_id in ordered]
 
 
 def _on_advance(engine: Engine, advance: ClockAdvance) -> None:

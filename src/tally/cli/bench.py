@@ -83,3 +83,36 @@ def ingest(
         seed=seed,
     )
     print(ingest_bench.run(options).to_json())
+
+
+@app.command("invoice")
+def invoice(
+    subscriptions: int = typer.Option(100_000, min=1, max=1_000_000, help="Subscriptions (one customer each)."),
+    baseline_sample: int = typer.Option(
+        2_000, "--baseline-sample", min=1, max=100_000, help="Customers billed by the simplest correct run."
+    ),
+    check_sample: int = typer.Option(
+        1_000, "--check-sample", min=1, max=100_000, help="Invoices checked against a recomputation in SQL."
+    ),
+    events_per_price: int = typer.Option(3, "--events-per-price", min=0, max=1_000, help="Events per meter each."),
+    chunk_size: int = typer.Option(1_000, "--chunk-size", min=1, max=5_000, help="Customers per billing chunk."),
+    keep: bool = typer.Option(False, "--keep", help="Keep the benchmark's database."),
+    database_url: str | None = typer.Option(
+        None, "--database-url", help="PostgreSQL URL (default: a fresh database on the embedded server)."
+    ),
+    seed: int = typer.Option(1, help="Seed of the samples and the generated usage."),
+) -> None:
+    """The billing run over many subscriptions (batched), next to one transaction per customer."""
+    from tally.bench import invoice as invoice_bench
+
+    options = invoice_bench.InvoiceBenchOptions(
+        subscriptions=subscriptions,
+        baseline_sample=baseline_sample,
+        check_sample=check_sample,
+        events_per_price=events_per_price,
+        chunk_size=chunk_size,
+        database_url=database_url,
+        keep=keep,
+        seed=seed,
+    )
+    print(invoice_bench.run(options).to_json())

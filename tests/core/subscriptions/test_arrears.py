@@ -23,6 +23,7 @@ from tally.core.subscriptions import (
     BillingEventKind,
     Canceled,
     CancelScheduled,
+    CancelUnscheduled,
     ItemKind,
     ItemsChanged,
     Paused,
@@ -35,7 +36,8 @@ from tally.core.subscriptions import (
     TimelineEntry,
     billing_events,
 )
-from tests.core.subscriptions.builders import MONTH, USD, brief, exact_amount, fee, local, usage, utc
+from tests.core.subscriptions.builders import MONTH, USD, WEEK, brief, exact_amount, fee, local, usage, utc
+from tests.core.subscriptions.reference import expected_fee, fact_moments, prorating_moments
 from tests.core.subscriptions.test_billing_properties import through_of, timelines
 
 ARREARS = BillingTiming.IN_ARREARS
@@ -265,3 +267,103 @@ def test_in_arrears_across_a_dst_change_and_a_month_end_anchor_in_a_leap_year() 
     assert after.proration.units_used == 15 * 24 * hour
     assert (before.due_at, after.due_at) == (change, local("America/New_York", 2028, 3, 31))
     assert exact_amount(before) + exact_amount(after) == Fraction(31 * (16 * 24 - 1) + 62 * 15 * 24, 31 * 24 - 1)
+
+
+SEAT = fee("seat", "10")
+LATE_SEAT = replace(fee("late_seat", "12"), billing_timing=ARREARS)
+EXTRA = replace(fee("extra", "3.33"), billing_timing=ARREARS)
+SUPPORT = fee("support", "8")
+
+
+@st.composite
+def mixed_timelines(draw: st.DrawFn) -> Timeline:
+    """Fees in advance and in arrears on one subscription, every change drawing its own `prorate`
+    (a cancel too): seats of each timing, an add-on of each timing switched on and off together."""
+    interval = draw(st.sampled_from([MONTH, replace(MONTH, count=3), WEEK]))
+
+    def items(seats: int, late_seats: int, add_ons: bool) -> tuple[SubscriptionItem, ...]:
+        held = (replace(SEAT, interval=interval, quantity=seats), replace(LATE_SEAT, quantity=late_seats))
+        return (*held, EXTRA, SUPPORT, usage("tokens")) if add_ons else (*held, usage("tokens"))
+
+    start = JAN_1 + timedelta(seconds=draw(st.integers(0, 300 * 86_400)))
+    trial = draw(st.none() | st.integers(1, 40))
+    seats, late_seats, add_ons = draw(st.integers(0, 3)), draw(st.integers(0, 3)), False
+    entries: list[TimelineEntry] = [
+        Started(
+            effective_at=start,
+            items=items(seats, late_seats, add_ons),
+            timezone=draw(st.sampled_from(["UTC", "America/New_York", "Europe/Berlin"])),
+            anchor=draw(st.sampled_from([BillingAnchor(AnchorKind.ANNIVERSARY), BillingAnchor(AnchorKind.CALENDAR)])),
+            trial_end=None if trial is None else start + timedelta(days=trial),
+            proration_basis=draw(st.sampled_from(ProrationBasis)),
+        )
+    ]
+    moment, paused, cancel_at = start, False, None
+    for _ in range(draw(st.integers(1, 8))):
+        moment += timedelta(seconds=draw(st.integers(1, 40 * 86_400)))
+        if cancel_at is not None and cancel_at <= moment:
+            break
+        prorate = draw(st.booleans())
+        options = ["seats", "late_seats", "add_ons", "resume" if paused else "pause"]
+        options.append("unschedule" if cancel_at else "schedule")
+        match draw(st.sampled_from([*options, "cancel"] if draw(st.integers(0, 7)) == 0 else options)):
+            case "seats":
+                seats = draw(st.integers(0, 3))
+                entries.append(QuantityChanged(effective_at=moment, price_id="seat", quantity=seats, prorate=prorate))
+            case "late_seats":
+                late_seats = draw(st.integers(0, 3))
+                entries.append(
+                    QuantityChanged(effective_at=moment, price_id="late_seat", quantity=late_seats, prorate=prorate)
+                )
+            case "add_ons":
+                add_ons = not add_ons
+                entries.append(
+                    ItemsChanged(effective_at=moment, items=items(seats, late_seats, add_ons), prorate=prorate)
+                )
+            case "pause":
+                paused = True
+                entries.append(Paused(effective_at=moment))
+            case "resume":
+                paused = False
+                entries.append(Resumed(effective_at=moment))
+            case "schedule":
+                cancel_at = moment + timedelta(seconds=draw(st.integers(1, 90 * 86_400)))
+                entries.append(CancelScheduled(effective_at=moment, ends_at=cancel_at, prorate=prorate))
+            case "unschedule":
+                cancel_at = None
+                entries.append(CancelUnscheduled(effective_at=moment))
+            case _:
+                entries.append(Canceled(effective_at=moment, prorate=prorate))
+                break
+    return Timeline("sub_mixed", tuple(entries))
+
+
+@given(mixed_timelines())
+def test_property_arrears_mixed_with_unprorated_changes_never_credit_and_bill_what_they_should(
+    timeline: Timeline,
+) -> None:
+    """With fees of both timings and changes that do and do not prorate: a fee in arrears is never
+    credited; a fee in advance is credited only at a moment that prorates; and over every closed
+    period each fee bills exactly what `reference.expected_fee` says — the time held for a fee in
+    arrears, the quantity billed (which follows the quantity held only where proration happens)
+    for a fee in advance."""
+    history = timeline.history
+    through = max(fact_moments(timeline)) + timedelta(days=120)
+    result = billing_events(timeline, through=through)
+    prorating = prorating_moments(timeline)
+    billed: dict[tuple[str, Period], Fraction] = defaultdict(Fraction)
+    for event in result.events:
+        if event.amount is None:
+            continue
+        if event.kind is BillingEventKind.FIXED_FEE_CREDIT:
+            assert not history.prices[event.price_id].in_arrears, event
+            assert event.due_at in prorating, event
+        billed[(event.price_id, event.period)] += exact_amount(event)
+    for price in result.periods:
+        if price.kind is not ItemKind.FIXED:
+            continue
+        in_arrears = history.prices[price.price_id].in_arrears
+        for period in price.periods:
+            if period.end <= through:
+                expected = expected_fee(timeline, price.price_id, period, in_arrears=in_arrears)
+                assert billed.get((price.price_id, period), Fraction(0)) == expected, (price.price_id, period)

@@ -25,6 +25,12 @@ from tally.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# The CLI's consoles read COLUMNS when they are made, and a width found there stays fixed for the
+# life of the process; without it they read COLUMNS at each use, which the CLI tests set per command.
+# pytest-xdist starts its workers with COLUMNS=80, which would otherwise cut every table of every
+# CLI test short (ids included). This module is imported before any test module imports the CLI.
+os.environ.pop("COLUMNS", None)
+
 # Tests finalize drafts by hand unless they turn automatic finalization on themselves
 # (tests/app/test_finalize_due_invoices.py): its advance hook is process-wide, and the tests written
 # before it read drafts after advancing clocks months past their grace period. Set in the environment

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from tally.core.rejections import Rejected, require
+from tally.core.rejections import InvariantViolation, Rejected, require
 
 INTERVAL_COUNT_MAX = 100
 
@@ -88,7 +88,10 @@ class Period:
 
     def __post_init__(self) -> None:
         require(self.start.tzinfo is not None and self.end.tzinfo is not None, "period ends must be aware")
-        require(self.start <= self.end, f"period ends before it starts: {self.start} > {self.end}")
+        # Not `require(…, f"…")`: periods are made by the thousand, and the message would be
+        # formatted for every one of them.
+        if not self.start <= self.end:
+            raise InvariantViolation(f"period ends before it starts: {self.start} > {self.end}")
 
     @property
     def duration(self) -> timedelta:

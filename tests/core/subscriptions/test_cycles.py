@@ -5,10 +5,11 @@ from __future__ import annotations
 import calendar
 import itertools
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from tally.core.periods import Interval, IntervalUnit, Period
@@ -25,6 +26,7 @@ from tally.core.subscriptions import (
 )
 from tally.core.subscriptions.cycles import zone
 from tests.core.subscriptions.builders import DAY, MONTH, QUARTER, WEEK, YEAR, fee, local, utc
+from tests.core.subscriptions.reference import wall_instant
 
 ANNIVERSARY = BillingAnchor(AnchorKind.ANNIVERSARY)
 CALENDAR = BillingAnchor(AnchorKind.CALENDAR)
@@ -349,3 +351,79 @@ def test_anniversaries_started_around_a_clock_change_bill_a_full_first_period(
     )
     first = billing_events(timeline, through=start).events
     assert [(event.kind, event.amount) for event in first] == [(BillingEventKind.FIXED_FEE, 30)]
+
+
+def _boundary_from_scratch(c: BillingCycle, index: int) -> datetime:
+    """Boundary `index` of `c` computed here without the cycle: the reference wall time moved by
+    `index` intervals (month-based ones aiming at the anchor day, clamped to short months), placed
+    in the zone by the reference model."""
+    reference, months, days = c.reference, c.interval.months, c.interval.days
+    if months is not None:
+        year, month = divmod(reference.year * 12 + reference.month - 1 + index * months, 12)
+        day = min(c.day_of_month, calendar.monthrange(year, month + 1)[1])
+        wall = datetime.combine(datetime(year, month + 1, day).date(), reference.time())
+    else:
+        assert days is not None
+        wall = reference + timedelta(days=index * days)
+    return wall_instant(c.timezone, wall, second_pass=reference.fold == 1)
+
+
+near_clock_changes = st.builds(
+    lambda moment, seconds: moment + timedelta(seconds=seconds),
+    st.sampled_from([moment for _, moment in TRANSITIONS]),
+    st.integers(min_value=-3 * 3600, max_value=3 * 3600),
+)
+questions = st.lists(
+    st.one_of(
+        st.tuples(st.just("boundary"), st.integers(min_value=-40, max_value=40)),
+        st.tuples(st.just("period"), st.integers(min_value=-40, max_value=40)),
+        st.tuples(st.just("index"), st.integers(min_value=-400 * 86_400, max_value=1_200 * 86_400)),
+        # Moments within two hours of boundary k, and the moment an hour later (a repeated hour's
+        # two passes share a wall time).
+        st.tuples(st.just("near"), st.integers(min_value=-40, max_value=40), st.integers(-7_200, 7_200)),
+    ),
+    min_size=1,
+    max_size=40,
+)
+
+
+@given(
+    tz=st.sampled_from(ZONES),
+    interval=st.sampled_from(INTERVALS),
+    anchor=st.sampled_from(ANCHORS),
+    start=st.one_of(moments, near_clock_changes),
+    asked=questions,
+)
+# Daily from the first 01:30 of New York's fall-back night: 01:00 before the start and 01:00 an
+# hour later (the second pass, after the start) are one wall time in two periods.
+@example(
+    tz="America/New_York",
+    interval=DAY,
+    anchor=ANNIVERSARY,
+    start=datetime(2025, 11, 2, 5, 30, tzinfo=UTC),
+    asked=[("near", 0, -1_800)],
+)
+def test_a_cycle_that_remembers_answers_as_one_computed_from_scratch(
+    tz: str, interval: Interval, anchor: BillingAnchor, start: datetime, asked: list[tuple[Any, ...]]
+) -> None:
+    # One cycle asked many questions in any order (what it remembers is reused) against a new
+    # cycle per question and a boundary computed here from the reference wall time.
+    shared = cycle(start, interval, anchor, tz)
+    for kind, value, *more in asked:
+        fresh = cycle(start, interval, anchor, tz)
+        if kind == "boundary":
+            assert shared.boundary(value) == fresh.boundary(value) == _boundary_from_scratch(fresh, value)
+        elif kind == "period":
+            expected = Period(_boundary_from_scratch(fresh, value), _boundary_from_scratch(fresh, value + 1))
+            assert shared.period(value) == fresh.period(value) == expected
+        else:
+            if kind == "index":
+                moments_asked = [start + timedelta(seconds=value)]
+            else:
+                near = _boundary_from_scratch(fresh, value) + timedelta(seconds=more[0])
+                moments_asked = [near, near + timedelta(hours=1)]
+            for moment in moments_asked:
+                index = shared.index_of(moment)
+                assert index == cycle(start, interval, anchor, tz).index_of(moment)
+                assert _boundary_from_scratch(fresh, index) <= moment < _boundary_from_scratch(fresh, index + 1)
+                assert shared.period_containing(moment) == fresh.period(index)

@@ -56,22 +56,66 @@ class Charges:
     gone: frozenset[tuple[str, str, Period]]
 
 
+class _Lookups:
+    """What `charges` asks of a context again and again, derived once per call: each subscription's
+    price periods and due usage windows, and which usage periods were billed in full. (Scanning
+    the events or the billed lines for each line instead grows with their product.)"""
+
+    def __init__(self, context: InvoiceContext) -> None:
+        self._periods: dict[str, dict[str, tuple[tuple[Period, datetime], ...]]] = {}
+        self._held: dict[tuple[str, str], frozenset[Period]] = {}
+        self._windows: dict[str, dict[tuple[str, Period], list[Period]]] = {}
+        self.billed_in_full = {
+            (key.subscription_id, key.price_id, key.service_period)
+            for key, billed in context.billed_by_key.items()
+            if key.kind is LineKind.USAGE and not billed[-1].provisional
+        }
+
+    def periods(self, billing: SubscriptionBilling) -> dict[str, tuple[tuple[Period, datetime], ...]]:
+        """`price_periods(billing)`."""
+        found = self._periods.get(billing.subscription_id)
+        if found is None:
+            found = self._periods[billing.subscription_id] = price_periods(billing)
+        return found
+
+    def held(self, billing: SubscriptionBilling, price_id: str) -> frozenset[Period]:
+        """The periods of `price_id` in `billing`."""
+        key = (billing.subscription_id, price_id)
+        found = self._held.get(key)
+        if found is None:
+            found = self._held[key] = frozenset(period for period, _ in self.periods(billing).get(price_id, ()))
+        return found
+
+    def windows(self, billing: SubscriptionBilling) -> dict[tuple[str, Period], list[Period]]:
+        """The service periods of the usage events of `billing` by (price, period), in the events'
+        order; the keys in order of their first event."""
+        found = self._windows.get(billing.subscription_id)
+        if found is None:
+            found = {}
+            for event in billing.events.events:
+                if event.kind is BillingEventKind.USAGE:
+                    found.setdefault((event.price_id, event.period), []).append(event.service_period)
+            self._windows[billing.subscription_id] = found
+        return found
+
+
 def charges(context: InvoiceContext) -> Charges:
     lines: list[ExpectedLine] = []
     info: dict[LineKey, ChargeInfo] = {}
     read: set[tuple[str, str, Period]] = set()
     readings = _readings_by_period(context)
+    lookups = _Lookups(context)
     for billing in context.subscriptions:
-        periods = price_periods(billing)
+        periods = lookups.periods(billing)
         for event in billing.events.events:
             if event.kind in (BillingEventKind.FIXED_FEE, BillingEventKind.FIXED_FEE_CREDIT):
                 line = _fee_line(context, billing, event)
                 lines.append(line)
                 info[line.key] = _info(billing, event.price_id, event.period, periods, line.due_at)
-        for price_id, period in _due_usage_periods(billing):
+        for price_id, period in lookups.windows(billing):
             if (billing.subscription_id, price_id, period) in readings:
                 continue
-            if not _billed_in_full(context, billing.subscription_id, price_id, period):
+            if (billing.subscription_id, price_id, period) not in lookups.billed_in_full:
                 raise Rejected.because(
                     "usage_reading_missing",
                     f"usage of {price_id} in {billing.subscription_id} for [{period.start}, {period.end}) is due "
@@ -82,8 +126,8 @@ def charges(context: InvoiceContext) -> Charges:
         reading_billing = context.subscription(subscription_id)
         if reading_billing is None:
             raise Rejected.because("usage_reading_subscription_unknown", f"no subscription {subscription_id}", "usage")
-        usage_periods = price_periods(reading_billing)
-        for line in _usage_lines(context, reading_billing, price_id, period, group_readings):
+        usage_periods = lookups.periods(reading_billing)
+        for line in _usage_lines(context, reading_billing, price_id, period, group_readings, lookups):
             lines.append(line)
             info[line.key] = _info(reading_billing, price_id, period, usage_periods, line.due_at)
         read.add((subscription_id, price_id, period))
@@ -94,10 +138,10 @@ def charges(context: InvoiceContext) -> Charges:
         info[line.key] = ChargeInfo(
             price=charge.price.source(), meter="", billing_period=moment, price_periods=(), due_at=charge.at
         )
-    return Charges(lines=tuple(lines), info=info, read=frozenset(read), gone=frozenset(_gone(context)))
+    return Charges(lines=tuple(lines), info=info, read=frozenset(read), gone=frozenset(_gone(context, lookups)))
 
 
-def _gone(context: InvoiceContext) -> set[tuple[str, str, Period]]:
+def _gone(context: InvoiceContext, lookups: _Lookups) -> set[tuple[str, str, Period]]:
     """Billed usage periods with no usage to bill any more: the price is not held in the period at
     all, or the period is over and none of it was a usage window. (A period still under way and
     held, say billed by a threshold, stays as billed.)"""
@@ -109,11 +153,8 @@ def _gone(context: InvoiceContext) -> set[tuple[str, str, Period]]:
         if billing is None:
             continue
         period = key.service_period
-        held = {p for p, _ in price_periods(billing).get(key.price_id, ())}
-        windows = any(
-            event.kind is BillingEventKind.USAGE and event.price_id == key.price_id and event.period == period
-            for event in billing.events.events
-        )
+        held = lookups.held(billing, key.price_id)
+        windows = (key.price_id, period) in lookups.windows(billing)
         if period.start <= context.through and (period not in held or (period.end <= context.through and not windows)):
             gone.add((key.subscription_id, key.price_id, period))
     return gone
@@ -217,38 +258,18 @@ def _readings_by_period(context: InvoiceContext) -> dict[tuple[str, str, Period]
     return by_period
 
 
-def _due_usage_periods(billing: SubscriptionBilling) -> list[tuple[str, Period]]:
-    seen: dict[tuple[str, Period], None] = {}
-    for event in billing.events.events:
-        if event.kind is BillingEventKind.USAGE:
-            seen.setdefault((event.price_id, event.period), None)
-    return list(seen)
-
-
-def _billed_in_full(context: InvoiceContext, subscription_id: str, price_id: str, period: Period) -> bool:
-    for key, billed in context.billed_by_key.items():
-        if (
-            key.kind is LineKind.USAGE
-            and key.subscription_id == subscription_id
-            and key.price_id == price_id
-            and key.service_period == period
-            and not billed[-1].provisional
-        ):
-            return True
-    return False
-
-
-def _usage_lines(
+def _usage_lines(  # noqa: PLR0917 - a private step of `charges`
     context: InvoiceContext,
     billing: SubscriptionBilling,
     price_id: str,
     period: Period,
     readings: Sequence[UsageReading],
+    lookups: _Lookups,
 ) -> list[ExpectedLine]:
     ref = billing.price(price_id)
     if ref.price.meter is None:
         raise Rejected.because("usage_reading_price_must_be_metered", f"{price_id} is not a usage price", "usage")
-    if period not in {p for p, _ in price_periods(billing).get(price_id, ())}:
+    if period not in lookups.held(billing, price_id):
         raise Rejected.because(
             "usage_reading_period_unknown", f"[{period.start}, {period.end}) is not a period of {price_id}", "usage"
         )
@@ -261,16 +282,7 @@ def _usage_lines(
         raise Rejected.because(
             "usage_readings_must_agree", "the readings of one period share their windows and progressive flag", "usage"
         )
-    due = tuple(
-        sorted(
-            (
-                event.service_period
-                for event in billing.events.events
-                if event.kind is BillingEventKind.USAGE and event.price_id == price_id and event.period == period
-            ),
-            key=lambda window: window.start,
-        )
-    )
+    due = tuple(sorted(lookups.windows(billing).get((price_id, period), ()), key=lambda window: window.start))
     windows = tuple(sorted(first.windows, key=lambda window: window.start))
     if not windows or (not first.progressive and windows != due):
         raise Rejected.because(
@@ -281,7 +293,10 @@ def _usage_lines(
     closed = not first.progressive and (period.end <= context.through or billing.events.next_due_at is None)
     # Minimum and maximum apply to the whole period (all groups together), so groups are rated
     # without them and the period's adjustment is its own line.
-    bare = dataclasses.replace(ref.price, minimum_amount=None, maximum_amount=None)
+    price = ref.price
+    bare = price
+    if price.minimum_amount is not None or price.maximum_amount is not None:
+        bare = dataclasses.replace(price, minimum_amount=None, maximum_amount=None)
     due_at = windows[-1].end
     lines: list[ExpectedLine] = []
     exact_total = _ZERO

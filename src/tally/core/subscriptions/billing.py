@@ -25,14 +25,14 @@ is missing (see README.md).
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from fractions import Fraction
 
 from tally.core.money import COMPUTATION_CONTEXT, RoundingMode, Unit, round_to_unit
-from tally.core.periods import Period
+from tally.core.periods import Interval, Period
 from tally.core.rating.models import BillingTiming
 from tally.core.rejections import Rejected, require
 from tally.core.subscriptions.cycles import PERIODS_MAX, BillingCycle, ProrationBasis, check_moment
@@ -157,9 +157,13 @@ def billing_events(timeline: Timeline, *, through: datetime) -> BillingEvents:
     events: list[BillingEvent] = []
     all_periods: list[PricePeriods] = []
     next_due: list[datetime] = [step.at for step in history.steps if step.at > through]
+    # Prices with one interval share one cycle, and with it the boundaries it has computed.
+    cycles: dict[Interval, BillingCycle] = {}
     for price_id, price in history.prices.items():
         track = _PriceTrack.of(history, price)
-        cycle = history.cycle(price.interval)
+        cycle = cycles.get(price.interval)
+        if cycle is None:
+            cycle = cycles[price.interval] = history.cycle(price.interval)
         periods = track.periods(cycle, through)
         all_periods.append(PricePeriods(price_id, price.kind, periods))
         walk = _PeriodWalk(timeline.subscription_id, price, cycle, history.started.proration_basis, through)
@@ -227,6 +231,11 @@ class _PriceTrack:
     """One price's value as a step function: absent before the first change."""
 
     changes: tuple[_Change, ...]
+    # The moments of `changes`, for bisecting.
+    moments: tuple[datetime, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "moments", tuple(change.at for change in self.changes))
 
     @classmethod
     def of(cls, history: History, price: SubscriptionItem) -> _PriceTrack:
@@ -252,12 +261,14 @@ class _PriceTrack:
         return cls(tuple(changes))
 
     def value_at(self, moment: datetime) -> _Value:
-        index = bisect.bisect_right([change.at for change in self.changes], moment) - 1
+        index = bisect.bisect_right(self.moments, moment) - 1
         return self.changes[index].value if index >= 0 else _ABSENT
 
     def within(self, period: Period) -> list[_Change]:
         """The changes strictly inside `period` (a change at its start is its starting value)."""
-        return [change for change in self.changes if period.start < change.at < period.end]
+        low = bisect.bisect_right(self.moments, period.start)
+        high = bisect.bisect_left(self.moments, period.end)
+        return list(self.changes[low:high])
 
     def segments(self, period: Period) -> list[tuple[Period, _Value]]:
         """`period` cut at every change inside it, with the value over each piece."""

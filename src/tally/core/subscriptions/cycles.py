@@ -18,7 +18,7 @@ is therefore the start itself, to the microsecond, whichever pass of the hour it
 from __future__ import annotations
 
 import calendar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -32,6 +32,9 @@ PERIODS_MAX = 5_000
 TIME_MIN = datetime(1970, 1, 1, tzinfo=UTC)
 TIME_MAX = datetime(2400, 1, 1, tzinfo=UTC)
 TIMEZONE_LENGTH_MAX = 64
+# Answers one cycle remembers of each kind (boundaries, periods, indexes of moments); past this it
+# forgets them all and starts again, which costs time, never exactness.
+REMEMBERED_MAX = 4 * PERIODS_MAX
 
 
 class AnchorKind(StrEnum):
@@ -105,6 +108,11 @@ class BillingCycle:
     reference: datetime
     day_of_month: int
     timezone: ZoneInfo
+    # Boundaries and periods computed so far, by index, and the period index of moments asked
+    # about: a cycle is immutable, so each is computed once (up to `REMEMBERED_MAX` of each).
+    _boundaries: dict[int, datetime] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _periods: dict[int, Period] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _indexes: dict[datetime, int] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         require(self.reference.tzinfo is None, "a cycle reference is a wall time (naive)")
@@ -133,6 +141,15 @@ class BillingCycle:
 
     def boundary(self, index: int) -> datetime:
         """Boundary number `index` in UTC (boundary 0 is the reference)."""
+        found = self._boundaries.get(index)
+        if found is None:
+            if len(self._boundaries) >= REMEMBERED_MAX:
+                self._boundaries.clear()
+            found = self._boundaries[index] = self._compute_boundary(index)
+        return found
+
+    def _compute_boundary(self, index: int) -> datetime:
+        """Boundary `index` from the reference, without what was remembered."""
         months = self.interval.months
         if months is not None:
             year, month = divmod(self.reference.year * 12 + self.reference.month - 1 + index * months, 12)
@@ -145,6 +162,14 @@ class BillingCycle:
 
     def index_of(self, moment: datetime) -> int:
         """The number of the period holding `moment`: boundary(k) <= moment < boundary(k + 1)."""
+        found = self._indexes.get(moment)
+        if found is None:
+            if len(self._indexes) >= REMEMBERED_MAX:
+                self._indexes.clear()
+            found = self._indexes[moment] = self._compute_index_of(moment)
+        return found
+
+    def _compute_index_of(self, moment: datetime) -> int:
         local = moment.astimezone(self.timezone).replace(tzinfo=None)
         months = self.interval.months
         if months is not None:
@@ -163,9 +188,15 @@ class BillingCycle:
         raise InvariantViolation(f"cycle index did not settle for {moment}")
 
     def period(self, index: int) -> Period:
-        start, end = self.boundary(index), self.boundary(index + 1)
-        require(start < end, f"cycle boundaries must increase: {start} >= {end}")
-        return Period(start, end)
+        found = self._periods.get(index)
+        if found is None:
+            start, end = self.boundary(index), self.boundary(index + 1)
+            if not start < end:
+                raise InvariantViolation(f"cycle boundaries must increase: {start} >= {end}")
+            if len(self._periods) >= REMEMBERED_MAX:
+                self._periods.clear()
+            found = self._periods[index] = Period(start, end)
+        return found
 
     def period_containing(self, moment: datetime) -> Period:
         return self.period(self.index_of(moment))

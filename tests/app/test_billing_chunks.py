@@ -1,7 +1,8 @@
 """The billing run in chunks against one customer at a time, on real PostgreSQL: on seeded random
 customers (their own test clocks, plans, usage in several meters — grouped, cut hour edges, rolled
 up or still queued — earlier invoices finalized for some) both produce exactly the same drafts,
-lines and billing records; running again changes nothing; concurrent runs bill each thing once."""
+lines and billing records; running again changes nothing; concurrent runs bill each thing once.
+Chunks billed in worker processes (`jobs`) leave exactly what one process leaves."""
 
 from __future__ import annotations
 
@@ -143,11 +144,30 @@ def _random_customers(tally: Tally, tenant_id: uuid.UUID, seed: int, count: int)
     return customers
 
 
-@pytest.mark.parametrize("seed", [1, 2])
-def test_chunks_bill_exactly_what_one_customer_at_a_time_bills(tally: Tally, tenant_id: uuid.UUID, seed: int) -> None:
-    customers = _random_customers(tally, tenant_id, seed, 14)
+def _count_pools(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many times a run handed its chunks to worker processes (one entry per pool)."""
+    pools: list[int] = []
+    real = run_billing_module._bill_in_pool
 
-    chunked = run_billing(tally.engine, tally.clock, tenant_id=tenant_id, customer_ids=tuple(customers), chunk_size=4)
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        pools.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(run_billing_module, "_bill_in_pool", counted)
+    return pools
+
+
+@pytest.mark.parametrize(("seed", "jobs"), [(1, 1), (2, 1), (1, 2), (2, 3)])
+def test_chunks_bill_exactly_what_one_customer_at_a_time_bills(
+    tally: Tally, tenant_id: uuid.UUID, seed: int, jobs: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    customers = _random_customers(tally, tenant_id, seed, 14)
+    pools = _count_pools(monkeypatch)
+
+    chunked = run_billing(
+        tally.engine, tally.clock, tenant_id=tenant_id, customer_ids=tuple(customers), chunk_size=4, jobs=jobs
+    )
+    assert len(pools) == (jobs > 1)  # four chunks: in worker processes unless told to stay in this one
     in_chunks = _snapshot(tally, tenant_id)
     assert not chunked.refused
     assert sum(1 for run in chunked.customers if run.created) >= 10
@@ -165,9 +185,36 @@ def test_chunks_bill_exactly_what_one_customer_at_a_time_bills(tally: Tally, ten
     ]
 
     # Running again, in chunks or not, changes nothing.
-    again = run_billing(tally.engine, tally.clock, tenant_id=tenant_id, customer_ids=tuple(customers), chunk_size=3)
+    again = run_billing(
+        tally.engine, tally.clock, tenant_id=tenant_id, customer_ids=tuple(customers), chunk_size=3, jobs=jobs
+    )
     assert again.changed == 0
     assert _snapshot(tally, tenant_id)[1] == one_by_one[1]
+
+
+def test_a_run_over_every_customer_due_in_worker_processes_bills_what_one_process_bills(
+    tally: Tally, tenant_id: uuid.UUID, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    customers = _random_customers(tally, tenant_id, 5, 12)
+    pools = _count_pools(monkeypatch)
+    _delete_drafts(tally, tenant_id)  # both runs start from no drafts and no billing records
+
+    alone = run_billing(tally.engine, tally.clock, tenant_id=tenant_id, chunk_size=3, jobs=1)
+    in_one_process = _snapshot(tally, tenant_id)
+    assert pools == []
+    _delete_drafts(tally, tenant_id)
+
+    pooled = run_billing(tally.engine, tally.clock, tenant_id=tenant_id, chunk_size=3, jobs=2)
+    assert pools == [1]
+    assert _snapshot(tally, tenant_id) == in_one_process
+    # Every customer with a subscription (not the one without a currency), in id order, with the
+    # same outcomes but for the new drafts' ids.
+    assert len(pooled.customers) == len(customers) - 1
+    assert [run.customer_id for run in pooled.customers] == sorted(run.customer_id for run in pooled.customers)
+    assert [(r.customer_id, r.created, r.changed, r.lines, r.rejection) for r in pooled.customers] == [
+        (r.customer_id, r.created, r.changed, r.lines, r.rejection) for r in alone.customers
+    ]
+    assert run_billing(tally.engine, tally.clock, tenant_id=tenant_id, chunk_size=3, jobs=2).changed == 0
 
 
 def test_a_refusal_leaves_the_others_billed_and_a_failed_chunk_bills_one_by_one(

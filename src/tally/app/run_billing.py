@@ -19,6 +19,12 @@ per meter, each customer's proposal computed on its own by the same pure core, a
 the chunk written with COPY. The code that decides is the same in both: only how rows travel
 differs.
 
+Chunks are billed `jobs` at a time, each in a worker process of its own with its own engine (the
+proposal is pure Python, so one process uses one core): the run pages through the customers due
+and hands each page to the pool, at most `CHUNKS_IN_FLIGHT_PER_JOB` pages per worker ahead of the
+results, so memory stays bounded. Chunks hold disjoint customers' locks, so they never wait for one
+another. A run of one chunk (the test clock hooks, a small tenant) stays in the calling process.
+
 Running it again changes nothing (the proposal equals the draft); two runs for one customer
 serialize on the lock, and the UNIQUE constraint on line key and sequence stops a second bill even
 if they did not. One customer's refusal (say, a usage price whose meter is gone) is reported and
@@ -29,12 +35,18 @@ test clock advance hook `billing.run_due`, the worker's scheduled job and `tally
 
 from __future__ import annotations
 
+import itertools
 import logging
+import multiprocessing
+import os
+import pickle
 import uuid
-from collections import defaultdict
-from collections.abc import Sequence
+from collections import defaultdict, deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
+from multiprocessing import util as multiprocessing_util
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -47,6 +59,7 @@ from tally.adapters.postgres import customers as customer_store
 from tally.adapters.postgres import invoices as store
 from tally.adapters.postgres import subscriptions as subscription_store
 from tally.adapters.postgres.connections import RETRYABLE, RetryRequested, psycopg_transaction, run_in_transaction
+from tally.adapters.postgres.database import make_engine
 from tally.adapters.postgres.usage import PostgresEventStore
 from tally.app._invoicing import BillingReads, Prepared, bill_locked, decide_draft, prepare, write_drafts
 from tally.app.customer_clock import clock_for_customer
@@ -70,6 +83,14 @@ EXPIRY_HOOK_NAME = "credits.expire_due"
 CUSTOMERS_PER_RUN_MAX = 10_000
 # Customers per chunk: one transaction, holding their locks for about a second.
 CUSTOMERS_PER_CHUNK = 1_000
+# Worker processes billing chunks at once: by default one per CPU, at most this many (PostgreSQL
+# needs cores too, and each worker holds connections).
+BILLING_JOBS_MAX = 8
+# Chunks handed to the pool ahead of the results read back, per worker: enough to keep each one
+# busy while the next page of customers is read, few enough to bound what is held in memory.
+CHUNKS_IN_FLIGHT_PER_JOB = 2
+# Connections each worker's engine keeps: one for its chunk, one for a chunk billed one by one.
+_WORKER_POOL_SIZE = 2
 
 logger = logging.getLogger(__name__)
 
@@ -128,6 +149,11 @@ def bill_customer(
     return run_in_transaction(engine, work)
 
 
+def default_jobs() -> int:
+    """Worker processes for a billing run: one per CPU, at most `BILLING_JOBS_MAX`."""
+    return max(1, min(os.cpu_count() or 1, BILLING_JOBS_MAX))
+
+
 def run_billing(
     engine: Engine,
     clock: Clock,
@@ -137,35 +163,121 @@ def run_billing(
     event_store: EventStore | None = None,
     chunk_size: int = CUSTOMERS_PER_CHUNK,
     customers_max: int = CUSTOMERS_PER_RUN_MAX,
+    jobs: int | None = None,
 ) -> BillingRun:
     """Bill the given customers of `tenant_id`, or every customer with something possibly due (of
-    one tenant, or of all tenants when `tenant_id` is None), `chunk_size` customers at a time."""
+    one tenant, or of all tenants when `tenant_id` is None), `chunk_size` customers at a time, in
+    `jobs` worker processes (default: `default_jobs()`; 1: all in this process) when there is more
+    than one chunk. The result lists the customers in the order their chunks were paged."""
     if not 1 <= chunk_size <= batches.CUSTOMERS_PER_CHUNK_MAX:
         raise ValueError(f"chunk_size must be 1 to {batches.CUSTOMERS_PER_CHUNK_MAX}, not {chunk_size}")
-    usage = event_store or open_event_store(engine)
-    runs: list[CustomerRun] = []
+    jobs = default_jobs() if jobs is None else jobs
+    if not 1 <= jobs <= BILLING_JOBS_MAX:
+        raise ValueError(f"jobs must be 1 to {BILLING_JOBS_MAX}, not {jobs}")
     if customer_ids is not None:
         if tenant_id is None:
             raise ValueError("customers are named within a tenant")
         named = list(dict.fromkeys(customer_ids))
-        for low in range(0, len(named), chunk_size):
-            runs.extend(_bill_chunk(engine, clock, usage, tenant_id, named[low : low + chunk_size]))
-        return BillingRun(tuple(runs))
+        chunks: Iterator[tuple[uuid.UUID, list[uuid.UUID]]] = (
+            (tenant_id, named[low : low + chunk_size]) for low in range(0, len(named), chunk_size)
+        )
+        several = len(named) > chunk_size
+    else:
+        chunks = _chunks_due(engine, clock, tenant_id, chunk_size, customers_max)
+        ahead = [chunk for chunk in (next(chunks, None), next(chunks, None)) if chunk is not None]
+        several = len(ahead) > 1
+        chunks = itertools.chain(ahead, chunks)
+    if jobs > 1 and several and _portable(clock, event_store):
+        return BillingRun(tuple(_bill_in_pool(engine, clock, jobs, chunks)))
+    usage = event_store or open_event_store(engine)
+    runs: list[CustomerRun] = []
+    for chunk_tenant, ids in chunks:
+        runs.extend(_bill_chunk(engine, clock, usage, chunk_tenant, ids))
+    return BillingRun(tuple(runs))
+
+
+def _chunks_due(
+    engine: Engine, clock: Clock, tenant_id: uuid.UUID | None, chunk_size: int, customers_max: int
+) -> Iterator[tuple[uuid.UUID, list[uuid.UUID]]]:
+    """The customers with something possibly due, a page at a time, as (tenant, customers) chunks:
+    at most `chunk_size` customers each and `customers_max` in all, in (tenant, id) order. A page
+    is read only when the chunk before it has been taken."""
+    paged = 0
     after: tuple[uuid.UUID, uuid.UUID] | None = None
-    while len(runs) < customers_max:
+    while paged < customers_max:
         with psycopg_transaction(engine) as connection:
             pairs = batches.customers_due_after(
-                connection, tenant_id, clock.now(), after, min(chunk_size, customers_max - len(runs))
+                connection, tenant_id, clock.now(), after, min(chunk_size, customers_max - paged)
             )
         if not pairs:
-            break
+            return
         after = pairs[-1]
+        paged += len(pairs)
         by_tenant: dict[uuid.UUID, list[uuid.UUID]] = defaultdict(list)
         for pair_tenant, customer_id in pairs:
             by_tenant[pair_tenant].append(customer_id)
-        for pair_tenant, ids in by_tenant.items():
-            runs.extend(_bill_chunk(engine, clock, usage, pair_tenant, ids))
-    return BillingRun(tuple(runs))
+        yield from by_tenant.items()
+
+
+# ----- chunks in worker processes ------------------------------------------------------------------------
+
+
+def _portable(clock: Clock, event_store: EventStore | None) -> bool:
+    """Whether worker processes can bill as this process would: they open the configured event store
+    on their own engine, and get a copy of the clock."""
+    if event_store is not None and type(event_store) is not PostgresEventStore:
+        return False
+    try:
+        pickle.dumps(clock)
+    except (pickle.PicklingError, TypeError, AttributeError):
+        return False
+    return True
+
+
+def _bill_in_pool(
+    engine: Engine, clock: Clock, jobs: int, chunks: Iterator[tuple[uuid.UUID, list[uuid.UUID]]]
+) -> list[CustomerRun]:
+    """Each chunk billed by `_bill_chunk` in one of `jobs` worker processes, results in chunk order.
+    Workers are forked from a fresh server process (`forkserver`), never from this one: a forked
+    copy of this process's connections would talk over the same sockets as the originals."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    url = engine.url.render_as_string(hide_password=False)
+    runs: list[CustomerRun] = []
+    pending: deque[Future[list[CustomerRun]]] = deque()
+    with ProcessPoolExecutor(
+        max_workers=jobs, mp_context=context, initializer=_start_worker, initargs=(url, clock)
+    ) as pool:
+        try:
+            for chunk_tenant, ids in chunks:
+                pending.append(pool.submit(_bill_chunk_in_worker, chunk_tenant, ids))
+                while len(pending) >= jobs * CHUNKS_IN_FLIGHT_PER_JOB:
+                    runs.extend(pending.popleft().result())
+            while pending:
+                runs.extend(pending.popleft().result())
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+    return runs
+
+
+# One worker process's engine, clock and event store, set up once by `_start_worker`.
+_worker: tuple[Engine, Clock, EventStore] | None = None
+
+
+def _start_worker(url: str, clock: Clock) -> None:
+    global _worker  # noqa: PLW0603 - the state of a worker process, set once when it starts
+    engine = make_engine(url, pool_size=_WORKER_POOL_SIZE)
+    # Worker processes end without running atexit handlers; this closes the connections first.
+    multiprocessing_util.Finalize(None, engine.dispose, exitpriority=10)
+    _worker = (engine, clock, open_event_store(engine))
+
+
+def _bill_chunk_in_worker(tenant_id: uuid.UUID, customer_ids: list[uuid.UUID]) -> list[CustomerRun]:
+    if _worker is None:  # pragma: no cover - the pool's initializer sets it
+        raise RuntimeError("a billing worker that was not started")
+    engine, clock, event_store = _worker
+    return _bill_chunk(engine, clock, event_store, tenant_id, customer_ids)
 
 
 # ----- one chunk ---------------------------------------------------------------------------------------

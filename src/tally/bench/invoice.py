@@ -12,8 +12,9 @@
    one database transaction per customer (its lock, its subscription and plan, one aggregation
    query over raw events per usage price, the invoice and its lines inserted into
    `bench_baseline`), computed with exact decimals. Its rate is `baseline_invoices_per_s`.
-3. tally — `run_billing` over every customer (chunks of `chunk_size`), timed; `peak_rss_mb` is the
-   process's peak resident memory at the end.
+3. tally — `run_billing` over every customer (chunks of `chunk_size`, billed by `jobs` worker
+   processes), timed; `peak_rss_mb` is this process's peak resident memory at the end (each worker
+   holds one chunk at a time, as this process does when `jobs` is 1).
 4. checks, by SQL — every subscription has exactly one invoice, each with exactly the expected
    lines, every invoice's total is the sum of its lines; for `check_sample` random customers the
    total equals a recomputation from raw events in SQL; for the baseline's customers it equals the
@@ -48,7 +49,7 @@ from tally.app.backfill_meter_rollups import backfill_pending_versions
 from tally.app.catalog_files import parse_catalog_text
 from tally.app.create_customer import CustomerInput, create_customer
 from tally.app.create_subscription import SubscriptionInput, create_subscription
-from tally.app.run_billing import CUSTOMERS_PER_CHUNK, run_billing
+from tally.app.run_billing import BILLING_JOBS_MAX, CUSTOMERS_PER_CHUNK, default_jobs, run_billing
 from tally.app.tenants import create_tenant
 from tally.bootstrap import Tally, build
 from tally.settings import Settings
@@ -112,6 +113,8 @@ class InvoiceBenchOptions:
     check_sample: int = 1_000
     events_per_price: int = 3
     chunk_size: int = CUSTOMERS_PER_CHUNK
+    # Worker processes of the billing run (None: `default_jobs()`, one per CPU up to a cap).
+    jobs: int | None = None
     database_url: str | None = None
     keep: bool = False
     seed: int = 1
@@ -123,6 +126,7 @@ class InvoiceBenchOptions:
             ("check_sample", self.check_sample, 1, 100_000),
             ("events_per_price", self.events_per_price, 0, 1_000),
             ("chunk_size", self.chunk_size, 1, 5_000),
+            ("jobs", self.jobs if self.jobs is not None else 1, 1, BILLING_JOBS_MAX),
         ):
             if not low <= value <= high:
                 raise ValueError(f"{name} must be {low} to {high}, not {value}")
@@ -141,6 +145,7 @@ class InvoiceBenchResult:
     invoices_per_s: float
     peak_rss_mb: float
     chunk_size: int
+    jobs: int
     baseline_sample: int
     baseline_seconds: float
     baseline_invoices_per_s: float
@@ -226,6 +231,7 @@ def _run(tally: Tally, options: InvoiceBenchOptions) -> InvoiceBenchResult:
     del customer_ids
     baseline_seconds = _baseline(tally, tenant_id, sample, now)
 
+    jobs = default_jobs() if options.jobs is None else options.jobs
     started = time.monotonic()
     result = run_billing(
         tally.engine,
@@ -233,6 +239,7 @@ def _run(tally: Tally, options: InvoiceBenchOptions) -> InvoiceBenchResult:
         tenant_id=tenant_id,
         chunk_size=options.chunk_size,
         customers_max=options.subscriptions,
+        jobs=jobs,
     )
     seconds = time.monotonic() - started
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -265,6 +272,7 @@ def _run(tally: Tally, options: InvoiceBenchOptions) -> InvoiceBenchResult:
         invoices_per_s=round(rate, 1),
         peak_rss_mb=round(peak_rss_mb, 1),
         chunk_size=options.chunk_size,
+        jobs=jobs,
         baseline_sample=len(sample),
         baseline_seconds=round(baseline_seconds, 2),
         baseline_invoices_per_s=round(baseline_rate, 1),

@@ -96,6 +96,9 @@ def invoice(
     ),
     events_per_price: int = typer.Option(3, "--events-per-price", min=0, max=1_000, help="Events per meter each."),
     chunk_size: int = typer.Option(1_000, "--chunk-size", min=1, max=5_000, help="Customers per billing chunk."),
+    jobs: int | None = typer.Option(
+        None, "--jobs", min=1, max=8, help="Worker processes billing chunks (default: one per CPU, at most 8)."
+    ),
     keep: bool = typer.Option(False, "--keep", help="Keep the benchmark's database."),
     database_url: str | None = typer.Option(
         None, "--database-url", help="PostgreSQL URL (default: a fresh database on the embedded server)."
@@ -111,6 +114,7 @@ def invoice(
         check_sample=check_sample,
         events_per_price=events_per_price,
         chunk_size=chunk_size,
+        jobs=jobs,
         database_url=database_url,
         keep=keep,
         seed=seed,

@@ -486,7 +486,7 @@ def insert_lines(connection: Connection, tenant_id: uuid.UUID, batches: Sequence
                         line.description,
                         line.due_at,
                         line.billed().provisional,
-                        json.dumps(line.document()["explanation"]),
+                        json.dumps(line.explanation.document()),
                         batch.now,
                     )
                 )

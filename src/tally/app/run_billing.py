@@ -163,15 +163,16 @@ def run_billing(
     event_store: EventStore | None = None,
     chunk_size: int = CUSTOMERS_PER_CHUNK,
     customers_max: int = CUSTOMERS_PER_RUN_MAX,
-    jobs: int | None = None,
+    jobs: int = 1,
 ) -> BillingRun:
     """Bill the given customers of `tenant_id`, or every customer with something possibly due (of
     one tenant, or of all tenants when `tenant_id` is None), `chunk_size` customers at a time, in
-    `jobs` worker processes (default: `default_jobs()`; 1: all in this process) when there is more
-    than one chunk. The result lists the customers in the order their chunks were paged."""
+    `jobs` worker processes when there is more than one chunk (default 1: all in this process, which
+    is what a server, a test-clock hook or the job runner wants; a command of its own may pass
+    `default_jobs()`, one per CPU). The result lists the customers in the order their chunks were
+    paged."""
     if not 1 <= chunk_size <= batches.CUSTOMERS_PER_CHUNK_MAX:
         raise ValueError(f"chunk_size must be 1 to {batches.CUSTOMERS_PER_CHUNK_MAX}, not {chunk_size}")
-    jobs = default_jobs() if jobs is None else jobs
     if not 1 <= jobs <= BILLING_JOBS_MAX:
         raise ValueError(f"jobs must be 1 to {BILLING_JOBS_MAX}, not {jobs}")
     if customer_ids is not None:

@@ -56,7 +56,7 @@ def run(
     tenant: str | None = TenantOption,
 ) -> None:
     """Bring drafts up to what is due by each customer's clock. Running it again changes nothing."""
-    from tally.app.run_billing import CustomerRun, bill_customer, run_billing
+    from tally.app.run_billing import CustomerRun, bill_customer, default_jobs, run_billing
 
     with open_tally() as tally, rejections_as_errors():
         tenant_id = resolve_tenant(tally, tenant)
@@ -64,7 +64,7 @@ def run(
         if customer is not None:
             runs = (bill_customer(tally.engine, tally.clock, tenant_id, _customer_id(tally, tenant_id, customer)),)
         else:
-            runs = run_billing(tally.engine, tally.clock, tenant_id=tenant_id).customers
+            runs = run_billing(tally.engine, tally.clock, tenant_id=tenant_id, jobs=default_jobs()).customers
         table = Table(title="billing run")
         for column in ("customer", "draft", "changed", "lines", "refused"):
             table.add_column(column)

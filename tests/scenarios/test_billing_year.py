@@ -549,12 +549,6 @@ def test_every_usage_event_is_billed_exactly_once_and_for_the_right_amount(year:
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a draft refreshed with usage that changes no money (inside a free tier) is not rewritten: "
-    "_invoicing._same compares keys and amounts, not quantities, so the finalized line shows the "
-    "quantity measured before the event (tests/app/test_billing_year_findings.py)",
-)
 def test_each_usage_line_shows_every_event_that_arrived_before_it_was_finalized(year: Year) -> None:
     for key in _billed_usage(year):
         arrived = [event for event in key.events if event.delivered_at and event.delivered_at <= key.finalized_at[-1]]

@@ -502,15 +502,20 @@ def _fields(proposal: Proposal, state: InvoiceState) -> store.DraftFields:
     )
 
 
-def _signature(lines: Sequence[tuple[Any, int, int, int]]) -> list[tuple[Any, int, int, int]]:
+def _signature(lines: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     return sorted(lines, key=lambda item: (item[0].sort_key(), item[1]))
 
 
 def _same(
     draft: store.InvoiceRow, stored: Sequence[store.LineRow], proposal: Proposal, fields: store.DraftFields
 ) -> bool:
-    lines = [(line.key, line.sequence, line.amount_minor, line.amount_minor_total) for line in stored]
-    proposed = [(line.key, line.sequence, line.amount_minor, line.amount_minor_total) for line in proposal.lines]
+    # The quantity too: usage that changes no money (inside a free tier, say) still changes what the
+    # line shows, and a finalized line must show every event it was billed from.
+    lines = [(line.key, line.sequence, line.amount_minor, line.amount_minor_total, line.quantity) for line in stored]
+    proposed = [
+        (line.key, line.sequence, line.amount_minor, line.amount_minor_total, line.explanation.quantity)
+        for line in proposal.lines
+    ]
     return (
         _signature(lines) == _signature(proposed)
         and draft.total_minor == fields.total_minor

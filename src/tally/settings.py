@@ -84,7 +84,9 @@ class Settings(BaseSettings):
 
     # Metering ingest: events whose timestamp is more than this far in the past, or further in the
     # future than the skew, are rejected (`timestamp_too_old`, `timestamp_in_future`).
-    ingest_horizon_days: int = Field(default=90, ge=1, le=3660)
+    # At most 90: the billing run measures invoiced usage periods again for 92 days after they end
+    # (tally.app._invoicing.LATE_USAGE_LOOKBACK), so every event accepted late reaches an invoice.
+    ingest_horizon_days: int = Field(default=90, ge=1, le=90)
     ingest_future_skew_seconds: int = Field(default=300, ge=0, le=86400)
     # POST /v1/events: the largest body the JSON parser is handed, after gzip decompression (the
     # compressed body is bounded by request_body_bytes_max).

@@ -72,13 +72,6 @@ def test_a_draft_refreshed_with_usage_inside_a_free_tier_shows_the_new_quantity(
     assert (line.quantity, line.amount_minor) == (Decimal(4), 0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="nothing writes usage_closures (docs/metering.md: 'Invoicing records, per customer, how far "
-    "usage has been invoiced'), so an event in an invoiced period is never answered late nor recorded "
-    "in late_usage",
-)
 def test_an_event_for_an_invoiced_period_is_answered_late(tally: Tally, tenant_id: uuid.UUID) -> None:
     setup_catalog(tally, tenant_id)
     customer_id, clock_id, external = customer_on_clock(tally, tenant_id, at(1, 1))

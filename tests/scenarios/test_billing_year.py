@@ -555,11 +555,6 @@ def test_each_usage_line_shows_every_event_that_arrived_before_it_was_finalized(
         assert key.lines[-1].quantity == sum(event.quantity for event in arrived), key
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="nothing writes usage_closures, so ingest never answers late: true nor records late_usage for an "
-    "event in an invoiced period (docs/metering.md, Late events; tests/app/test_billing_year_findings.py)",
-)
 def test_events_for_invoiced_periods_are_answered_late(year: Year) -> None:
     late = {event_id for event_id, answered_late in year.late_answers.items() if answered_late}
     assert {"elm-late-june", "elm-late-july"} <= late

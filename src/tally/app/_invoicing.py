@@ -80,8 +80,9 @@ Connection = psycopg.Connection[Any]
 T = TypeVar("T")
 
 # Usage periods billed before are measured again for this long after they end, so late events
-# (accepted within the ingest horizon) land as correction lines on the next invoice.
-LATE_USAGE_LOOKBACK = timedelta(days=45)
+# land as correction lines on the next invoice. It must cover the ingest horizon (at most 90 days,
+# `Settings.ingest_horizon_days`): an event accepted that late must still reach an invoice.
+LATE_USAGE_LOOKBACK = timedelta(days=92)
 # Aggregations whose value over several windows is the sum of the windows' values.
 _ADDITIVE = frozenset({AggregationKind.COUNT, AggregationKind.SUM})
 

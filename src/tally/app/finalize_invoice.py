@@ -62,6 +62,8 @@ def finalize_invoice(
             due_at=due_at,
             now=settling.now,
         )
+        # From now on an event for a period this invoice billed arrives late: ingest flags it.
+        store.close_usage_through(settling.connection, tenant_id, invoice_id, settling.now)
 
     invoice, _ = settle_invoice(engine, clock, tenant_id, invoice_id, act)
     return invoice

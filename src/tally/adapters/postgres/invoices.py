@@ -285,6 +285,29 @@ class Settlement:
     now: datetime
 
 
+def close_usage_through(
+    connection: psycopg.Connection[Any], tenant_id: uuid.UUID, invoice_id: uuid.UUID, now: datetime
+) -> None:
+    """Record, for ingest, how far this invoice's customer has had usage invoiced: the latest end of
+    its usage lines (never moving back). Ingest then answers `late: true` for an event before it and
+    records it in `late_usage`. Does not commit."""
+    connection.execute(
+        """
+        INSERT INTO usage_closures (tenant_id, customer, closed_through, updated_at)
+        SELECT i.tenant_id, c.external_id, max(l.service_end), %(now)s
+        FROM invoices i
+        JOIN customers c ON c.tenant_id = i.tenant_id AND c.id = i.customer_id
+        JOIN invoice_lines l ON l.tenant_id = i.tenant_id AND l.invoice_id = i.id AND l.kind = 'usage'
+        WHERE i.tenant_id = %(tenant)s AND i.id = %(invoice)s
+        GROUP BY i.tenant_id, c.external_id
+        ON CONFLICT (tenant_id, customer) DO UPDATE
+            SET closed_through = greatest(usage_closures.closed_through, excluded.closed_through),
+                updated_at = excluded.updated_at
+        """,
+        {"tenant": tenant_id, "invoice": invoice_id, "now": now},
+    )
+
+
 def finalize_invoice(
     connection: Connection,
     invoice_id: uuid.UUID,

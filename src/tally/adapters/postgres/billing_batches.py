@@ -402,11 +402,6 @@ _DRAFT_COLUMNS = (
     "subtotal_minor, discount_minor, credits_minor, tax_minor, total_minor, balance_applied_minor, "
     "balance_credited_minor, amount_due_minor, tax, creditable, postings"
 )
-_LINE_COLUMNS = (
-    "id, tenant_id, invoice_id, customer_id, currency, subscription_id, price_id, service_start, service_end, "
-    "group_values, kind, reference, sequence, position, amount_minor, amount_minor_total, amount_minor_billed_prior, "
-    "quantity, product, description, due_at, provisional, explanation, created_at"
-)
 
 
 def delete_lines_of(connection: Connection, invoice_ids: Sequence[uuid.UUID]) -> None:
@@ -454,40 +449,26 @@ def insert_drafts(connection: Connection, tenant_id: uuid.UUID, drafts: Sequence
 
 
 def insert_lines(connection: Connection, tenant_id: uuid.UUID, batches: Sequence[NewLines]) -> None:
-    """Drafts' lines by COPY, the same rows `invoices.insert_lines` writes. A key and sequence already
-    billed fails on the UNIQUE constraint and the caller's transaction rolls back."""
+    """Drafts' lines by COPY, each row encoded by `invoices.line_row` as `invoices.insert_lines` encodes it. A key
+    and sequence already billed fails on the UNIQUE constraint and the caller's transaction rolls back."""
     if not any(batch.lines for batch in batches):
         return
-    with connection.cursor() as cursor, cursor.copy(f"COPY invoice_lines ({_LINE_COLUMNS}) FROM STDIN") as copy:
+    with (
+        connection.cursor() as cursor,
+        cursor.copy(f"COPY invoice_lines ({invoice_store.LINE_INSERT_COLUMNS}) FROM STDIN") as copy,
+    ):
         for batch in batches:
             for position, (line, line_id) in enumerate(zip(batch.lines, batch.line_ids, strict=True)):
-                key = line.key
                 copy.write_row(
-                    (
-                        line_id,
-                        tenant_id,
-                        batch.invoice_id,
-                        batch.customer_id,
-                        batch.currency,
-                        key.subscription_id,
-                        key.price_id,
-                        key.service_start,
-                        key.service_end,
-                        json.dumps(list(key.group)),
-                        key.kind.value,
-                        key.reference,
-                        line.sequence,
-                        position,
-                        line.amount_minor,
-                        line.amount_minor_total,
-                        line.amount_minor_billed_prior,
-                        line.explanation.quantity,
-                        line.product,
-                        line.description,
-                        line.due_at,
-                        line.billed().provisional,
-                        json.dumps(line.explanation.document()),
-                        batch.now,
+                    invoice_store.line_row(
+                        line,
+                        line_id=line_id,
+                        position=position,
+                        tenant_id=tenant_id,
+                        invoice_id=batch.invoice_id,
+                        customer_id=batch.customer_id,
+                        currency=batch.currency,
+                        now=batch.now,
                     )
                 )
 

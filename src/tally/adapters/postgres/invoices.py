@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 import psycopg
 
@@ -350,6 +350,56 @@ def settle_invoice(connection: Connection, invoice_id: uuid.UUID, settlement: Se
 # ----- lines ------------------------------------------------------------------------------------------
 
 
+# The columns of an `invoice_lines` row as it is written, in the order `line_row` answers them.
+LINE_INSERT_COLUMNS = (
+    "id, tenant_id, invoice_id, customer_id, currency, subscription_id, price_id, service_start, service_end, "
+    "group_values, kind, reference, sequence, position, amount_minor, amount_minor_total, amount_minor_billed_prior, "
+    "quantity, product, description, due_at, provisional, explanation, created_at"
+)
+
+
+def line_row(
+    line: InvoiceLine,
+    *,
+    line_id: uuid.UUID,
+    position: int,
+    tenant_id: uuid.UUID,
+    invoice_id: uuid.UUID,
+    customer_id: uuid.UUID,
+    currency: str,
+    now: datetime,
+) -> tuple[Any, ...]:
+    """One draft line as an `invoice_lines` row in `LINE_INSERT_COLUMNS` order: the one encoding both
+    this module's INSERT and the billing run's COPY (`billing_batches.insert_lines`) write."""
+    key = line.key
+    return (
+        line_id,
+        tenant_id,
+        invoice_id,
+        customer_id,
+        currency,
+        key.subscription_id,
+        key.price_id,
+        key.service_start,
+        key.service_end,
+        json.dumps(list(key.group)),
+        key.kind.value,
+        key.reference,
+        line.sequence,
+        position,
+        line.amount_minor,
+        line.amount_minor_total,
+        line.amount_minor_billed_prior,
+        line.explanation.quantity,
+        line.product,
+        line.description,
+        line.due_at,
+        line.billed().provisional,
+        json.dumps(line.explanation.document()),
+        now,
+    )
+
+
 def insert_lines(
     connection: Connection,
     *,
@@ -363,44 +413,23 @@ def insert_lines(
 ) -> None:
     """Insert a draft's lines in one statement. A key and sequence already billed (a concurrent run
     got there first) fails on the UNIQUE constraint: the caller's transaction rolls back."""
-    rows = []
-    for position, (line, line_id) in enumerate(zip(lines, line_ids, strict=True)):
-        key = line.key
-        rows.append(
-            (
-                line_id,
-                tenant_id,
-                invoice_id,
-                customer_id,
-                currency,
-                key.subscription_id,
-                key.price_id,
-                key.service_start,
-                key.service_end,
-                json.dumps(list(key.group)),
-                key.kind.value,
-                key.reference,
-                line.sequence,
-                position,
-                line.amount_minor,
-                line.amount_minor_total,
-                line.amount_minor_billed_prior,
-                line.explanation.quantity,
-                line.product,
-                line.description,
-                line.due_at,
-                line.billed().provisional,
-                json.dumps(line.document()["explanation"]),
-                now,
-            )
+    rows = [
+        line_row(
+            line,
+            line_id=line_id,
+            position=position,
+            tenant_id=tenant_id,
+            invoice_id=invoice_id,
+            customer_id=customer_id,
+            currency=currency,
+            now=now,
         )
+        for position, (line, line_id) in enumerate(zip(lines, line_ids, strict=True))
+    ]
+    placeholders = ", ".join(["%s"] * len(LINE_INSERT_COLUMNS.split(", ")))
     with connection.cursor() as cursor:
         cursor.executemany(
-            f"""INSERT INTO invoice_lines (id, tenant_id, invoice_id, customer_id, currency, subscription_id, price_id,
-                   service_start, service_end, group_values, kind, reference, sequence, position, amount_minor,
-                   amount_minor_total, amount_minor_billed_prior, quantity, product, description, due_at,
-                   provisional, explanation, created_at)
-               VALUES ({", ".join(["%s"] * 24)})""",
+            f"INSERT INTO invoice_lines ({LINE_INSERT_COLUMNS}) VALUES ({placeholders})",
             rows,
         )
 
@@ -463,50 +492,18 @@ class PaymentRow:
 def insert_payment(
     connection: Connection, tenant_id: uuid.UUID, customer_id: uuid.UUID, currency: str, payment: PaymentRow
 ) -> None:
-    connection.execute(
-        """INSERT INTO invoice_payments (id, tenant_id, invoice_id, customer_id, currency, amount_minor, applied_minor,
-               overpaid_minor, method, reference, received_at, recorded_at, ledger_transaction_id)
-           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
-        (
-            payment.id,
-            tenant_id,
-            payment.invoice_id,
-            customer_id,
-            currency,
-            payment.amount_minor,
-            payment.applied_minor,
-            payment.overpaid_minor,
-            payment.method,
-            payment.reference,
-            payment.received_at,
-            payment.recorded_at,
-            payment.ledger_transaction_id,
-        ),
+    _insert_invoice_record(
+        connection,
+        "invoice_payments",
+        _record_values(payment),
+        tenant_id=tenant_id,
+        customer_id=customer_id,
+        currency=currency,
     )
 
 
 def payments_of(connection: Connection, invoice_id: uuid.UUID) -> list[PaymentRow]:
-    rows = connection.execute(
-        """SELECT id, invoice_id, amount_minor, applied_minor, overpaid_minor, method, reference, received_at,
-                  recorded_at, ledger_transaction_id
-           FROM invoice_payments WHERE invoice_id = %s ORDER BY id""",
-        (invoice_id,),
-    ).fetchall()
-    return [
-        PaymentRow(
-            id=row[0],
-            invoice_id=row[1],
-            amount_minor=row[2],
-            applied_minor=row[3],
-            overpaid_minor=row[4],
-            method=row[5],
-            reference=row[6],
-            received_at=row[7],
-            recorded_at=row[8],
-            ledger_transaction_id=row[9],
-        )
-        for row in rows
-    ]
+    return _invoice_records(connection, "invoice_payments", PaymentRow, invoice_id)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -526,50 +523,51 @@ class CreditNoteRow:
 def insert_credit_note(
     connection: Connection, tenant_id: uuid.UUID, customer_id: uuid.UUID, currency: str, note: CreditNoteRow
 ) -> None:
-    connection.execute(
-        """INSERT INTO credit_notes (id, tenant_id, invoice_id, customer_id, currency, amount_minor, against_due_minor,
-               to_balance_minor, reason, memo, by_account, issued_at, ledger_transaction_id)
-           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
-        (
-            note.id,
-            tenant_id,
-            note.invoice_id,
-            customer_id,
-            currency,
-            note.amount_minor,
-            note.against_due_minor,
-            note.to_balance_minor,
-            note.reason,
-            note.memo,
-            json.dumps(note.by_account),
-            note.issued_at,
-            note.ledger_transaction_id,
-        ),
+    values = {**_record_values(note), "by_account": json.dumps(note.by_account)}
+    _insert_invoice_record(
+        connection, "credit_notes", values, tenant_id=tenant_id, customer_id=customer_id, currency=currency
     )
 
 
 def credit_notes_of(connection: Connection, invoice_id: uuid.UUID) -> list[CreditNoteRow]:
+    return _invoice_records(connection, "credit_notes", CreditNoteRow, invoice_id)
+
+
+# Payments and credit notes are stored one column per field of their row type, under the field's
+# name, with the invoice's tenant, customer and currency copied beside them.
+_InvoiceRecord = TypeVar("_InvoiceRecord", PaymentRow, CreditNoteRow)
+_InvoiceRecordTable = Literal["invoice_payments", "credit_notes"]
+
+
+def _record_values(record: PaymentRow | CreditNoteRow) -> dict[str, Any]:
+    return {field.name: getattr(record, field.name) for field in fields(record)}
+
+
+def _insert_invoice_record(
+    connection: Connection,
+    table: _InvoiceRecordTable,
+    values: dict[str, Any],
+    *,
+    tenant_id: uuid.UUID,
+    customer_id: uuid.UUID,
+    currency: str,
+) -> None:
+    row = {"tenant_id": tenant_id, "customer_id": customer_id, "currency": currency, **values}
+    connection.execute(
+        f"INSERT INTO {table} ({', '.join(row)}) VALUES ({', '.join(f'%({name})s' for name in row)})",
+        row,
+    )
+
+
+def _invoice_records(
+    connection: Connection, table: _InvoiceRecordTable, row_type: type[_InvoiceRecord], invoice_id: uuid.UUID
+) -> list[_InvoiceRecord]:
+    """The invoice's records oldest first (ids are UUIDv7)."""
+    names = [field.name for field in fields(row_type)]
     rows = connection.execute(
-        """SELECT id, invoice_id, amount_minor, against_due_minor, to_balance_minor, reason, memo, by_account,
-                  issued_at, ledger_transaction_id
-           FROM credit_notes WHERE invoice_id = %s ORDER BY id""",
-        (invoice_id,),
+        f"SELECT {', '.join(names)} FROM {table} WHERE invoice_id = %s ORDER BY id", (invoice_id,)
     ).fetchall()
-    return [
-        CreditNoteRow(
-            id=row[0],
-            invoice_id=row[1],
-            amount_minor=row[2],
-            against_due_minor=row[3],
-            to_balance_minor=row[4],
-            reason=row[5],
-            memo=row[6],
-            by_account=row[7],
-            issued_at=row[8],
-            ledger_transaction_id=row[9],
-        )
-        for row in rows
-    ]
+    return [row_type(**dict(zip(names, row, strict=True))) for row in rows]
 
 
 # ----- the billing run's per-customer cache ---------------------------------------------------------

@@ -449,8 +449,8 @@ def insert_drafts(connection: Connection, tenant_id: uuid.UUID, drafts: Sequence
 
 
 def insert_lines(connection: Connection, tenant_id: uuid.UUID, batches: Sequence[NewLines]) -> None:
-    """Drafts' lines by COPY, each row encoded by `invoices.line_row` as `invoices.insert_lines` encodes it. A key
-    and sequence already billed fails on the UNIQUE constraint and the caller's transaction rolls back."""
+    """Drafts' lines by COPY, each row encoded by `invoices.line_row`. A key and sequence already
+    billed fails on the UNIQUE constraint and the caller's transaction rolls back."""
     if not any(batch.lines for batch in batches):
         return
     with (

@@ -369,8 +369,8 @@ def line_row(
     currency: str,
     now: datetime,
 ) -> tuple[Any, ...]:
-    """One draft line as an `invoice_lines` row in `LINE_INSERT_COLUMNS` order: the one encoding both
-    this module's INSERT and the billing run's COPY (`billing_batches.insert_lines`) write."""
+    """One draft line as an `invoice_lines` row in `LINE_INSERT_COLUMNS` order, as the billing run's
+    COPY (`billing_batches.insert_lines`) writes it."""
     key = line.key
     return (
         line_id,
@@ -398,40 +398,6 @@ def line_row(
         json.dumps(line.explanation.document()),
         now,
     )
-
-
-def insert_lines(
-    connection: Connection,
-    *,
-    tenant_id: uuid.UUID,
-    invoice_id: uuid.UUID,
-    customer_id: uuid.UUID,
-    currency: str,
-    lines: Sequence[InvoiceLine],
-    line_ids: Sequence[uuid.UUID],
-    now: datetime,
-) -> None:
-    """Insert a draft's lines in one statement. A key and sequence already billed (a concurrent run
-    got there first) fails on the UNIQUE constraint: the caller's transaction rolls back."""
-    rows = [
-        line_row(
-            line,
-            line_id=line_id,
-            position=position,
-            tenant_id=tenant_id,
-            invoice_id=invoice_id,
-            customer_id=customer_id,
-            currency=currency,
-            now=now,
-        )
-        for position, (line, line_id) in enumerate(zip(lines, line_ids, strict=True))
-    ]
-    placeholders = ", ".join(["%s"] * len(LINE_INSERT_COLUMNS.split(", ")))
-    with connection.cursor() as cursor:
-        cursor.executemany(
-            f"INSERT INTO invoice_lines ({LINE_INSERT_COLUMNS}) VALUES ({placeholders})",
-            rows,
-        )
 
 
 def lines_of(connection: Connection, invoice_id: uuid.UUID) -> list[LineRow]:

@@ -30,7 +30,6 @@ from __future__ import annotations
 import gzip as gzip_module
 import http.client
 import json
-import math
 import multiprocessing
 import random
 import struct
@@ -59,6 +58,7 @@ from tally.app.import_events import JOBS_MAX, ImportOptions, import_event_file
 from tally.app.maintain_event_partitions import maintain_event_partitions
 from tally.app.tenants import create_tenant
 from tally.bench.server_process import ServerProcess
+from tally.bench.stats import percentile
 from tally.bootstrap import Tally, build
 from tally.settings import Settings
 
@@ -255,14 +255,14 @@ def run(options: IngestBenchOptions) -> IngestBenchResult:
             finally:
                 tally.close()
 
-    latencies = sorted(sent.latencies_ns)
+    latencies = sent.latencies_ns
     return IngestBenchResult(
         options=options,
         distinct=workload.distinct,
         events_per_s=options.events / sent.seconds,
         baseline_per_s=baseline_per_s,
-        p50_ms=_percentile(latencies, 50) / 1e6,
-        p99_ms=_percentile(latencies, 99) / 1e6,
+        p50_ms=percentile(latencies, 50) / 1e6,
+        p99_ms=percentile(latencies, 99) / 1e6,
         bulk_events_per_s=bulk_per_s,
         duplicates_counted=duplicates_counted,
         lost=lost,
@@ -312,10 +312,6 @@ def _over_http(tally: Tally, options: IngestBenchOptions, workload: Workload, ru
             server.stop()
     duplicates_counted, lost = _verify(tally, tenant_id, workload.distinct + sent.warmup_events)
     return sent, duplicates_counted, lost
-
-
-def _percentile(ordered: Sequence[int], percent: int) -> float:
-    return float(ordered[max(0, math.ceil(len(ordered) * percent / 100) - 1)]) if ordered else 0.0
 
 
 def _verify(tally: Tally, tenant_id: uuid.UUID, distinct: int) -> tuple[int, int]:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import gc
 import json
-import math
 import random
 import threading
 import time
@@ -41,6 +40,7 @@ from tally.adapters.postgres.connections import psycopg_transaction
 from tally.app.ledger_accounts import AccountInput, create_account
 from tally.app.post_ledger_transactions import EntryInput, TransactionInput, post_batch, post_transaction
 from tally.app.tenants import create_tenant
+from tally.bench.stats import percentile
 from tally.bootstrap import Tally, build
 from tally.core.ledger.model import TRANSACTIONS_PER_BATCH_MAX, AccountType, Direction
 from tally.settings import Settings
@@ -210,7 +210,7 @@ def _run(tally: Tally, options: LedgerBenchOptions) -> LedgerBenchResult:
         transfers_per_s=options.transfers / single_seconds,
         baseline_per_s=options.transfers / baseline_seconds,
         batch_transfers_per_s=options.transfers / batch_seconds,
-        p99_ms=_percentile(latencies_ns, 99) / 1_000_000,
+        p99_ms=percentile(latencies_ns, 99) / 1_000_000,
         conserved=check.conserved,
         duplicates=check.duplicates,
         negative_balances=check.negative_balances,
@@ -311,11 +311,6 @@ def _in_threads(
     if failures:
         raise RuntimeError(f"{len(failures)} worker(s) failed") from failures[0]
     return elapsed, [latency for share in latencies_ns for latency in share]
-
-
-def _percentile(values_ns: Sequence[int], percent: int) -> float:
-    ordered = sorted(values_ns)
-    return float(ordered[max(0, math.ceil(len(ordered) * percent / 100) - 1)])
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,6 +45,7 @@ from tally.app.backfill_meter_rollups import backfill_pending_versions
 from tally.app.create_meter import MeterInput, create_meter
 from tally.app.ingest_events import ingest_events
 from tally.app.tenants import create_tenant
+from tally.bench.stats import percentile
 from tally.bootstrap import Tally, build
 from tally.core.metering.meters import MeterDefinitionInput, MeterVersion
 from tally.core.metering.usage import UsageQuery
@@ -122,8 +123,7 @@ class UsageBenchResult:
 
 
 def _percentile(samples: list[float], fraction: float) -> float:
-    ordered = sorted(samples)
-    return round(ordered[min(len(ordered) - 1, math.ceil(fraction * len(ordered)) - 1)], 3)
+    return round(percentile(samples, round(fraction * 100)), 3)
 
 
 def run(options: UsageBenchOptions) -> UsageBenchResult:

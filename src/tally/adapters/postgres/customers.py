@@ -12,6 +12,7 @@ from typing import Any
 import psycopg
 
 from tally.adapters.pagination import Page, PageRequest
+from tally.adapters.postgres.pagination import keyset_rows
 from tally.core.customers import Address, CustomerFields, TaxId
 
 READY = "ready"
@@ -151,34 +152,6 @@ def get_customer_by_external_id(
     return _customer(row) if row else None
 
 
-def _keyset(  # noqa: PLR0917 - a private helper of this module
-    connection: psycopg.Connection[Any],
-    table: str,
-    columns: str,
-    filters: list[str],
-    parameters: dict[str, Any],
-    page: PageRequest,
-) -> tuple[list[Any], bool]:
-    """Rows of one page, newest first (ids are UUIDv7: id order is creation order)."""
-    parameters = {**parameters, "limit": page.limit + 1}
-    if page.starting_after is not None:
-        filters = [*filters, "id < %(starting_after)s"]
-        parameters["starting_after"] = page.starting_after
-    if page.ending_before is not None:
-        filters = [*filters, "id > %(ending_before)s"]
-        parameters["ending_before"] = page.ending_before
-    order = "ASC" if page.backwards else "DESC"
-    rows = connection.execute(
-        f"SELECT {columns} FROM {table} WHERE {' AND '.join(filters)} ORDER BY id {order} LIMIT %(limit)s",
-        parameters,
-    ).fetchall()
-    has_more = len(rows) > page.limit
-    rows = rows[: page.limit]
-    if page.backwards:
-        rows.reverse()
-    return rows, has_more
-
-
 def list_customers(
     connection: psycopg.Connection[Any],
     tenant_id: uuid.UUID,
@@ -191,7 +164,7 @@ def list_customers(
     if test_clock_id is not None:
         filters.append("test_clock_id = %(test_clock_id)s")
         parameters["test_clock_id"] = test_clock_id
-    rows, has_more = _keyset(connection, "customers", CUSTOMER_COLUMNS, filters, parameters, page)
+    rows, has_more = keyset_rows(connection, "customers", CUSTOMER_COLUMNS, filters, parameters, page)
     return Page(items=[_customer(row) for row in rows], has_more=has_more, backwards=page.backwards)
 
 
@@ -274,7 +247,7 @@ def lock_tenant_test_clocks(connection: psycopg.Connection[Any], tenant_id: uuid
 def list_test_clocks(
     connection: psycopg.Connection[Any], tenant_id: uuid.UUID, page: PageRequest
 ) -> Page[TestClockRow]:
-    rows, has_more = _keyset(
+    rows, has_more = keyset_rows(
         connection, "test_clocks", TEST_CLOCK_COLUMNS, ["tenant_id = %(tenant_id)s"], {"tenant_id": tenant_id}, page
     )
     return Page(items=[TestClockRow(*row) for row in rows], has_more=has_more, backwards=page.backwards)

@@ -19,6 +19,7 @@ from typing import Any, Literal, TypeVar
 import psycopg
 
 from tally.adapters.pagination import Page, PageRequest
+from tally.adapters.postgres.pagination import keyset_rows
 from tally.core.invoicing import BilledLine, InvoiceLine, LineKey, LineKind, TaxLine
 from tally.core.ledger.model import Direction
 from tally.core.ledger.templates import AccountRef, Posting, TemplateEntry
@@ -160,28 +161,14 @@ def list_invoices(
 ) -> Page[InvoiceRow]:
     """Newest first (ids are UUIDv7)."""
     filters = ["tenant_id = %(tenant_id)s"]
-    parameters: dict[str, Any] = {"tenant_id": tenant_id, "limit": page.limit + 1}
+    parameters: dict[str, Any] = {"tenant_id": tenant_id}
     if customer_id is not None:
         filters.append("customer_id = %(customer_id)s")
         parameters["customer_id"] = customer_id
     if status is not None:
         filters.append("status = %(status)s")
         parameters["status"] = status
-    if page.starting_after is not None:
-        filters.append("id < %(starting_after)s")
-        parameters["starting_after"] = page.starting_after
-    if page.ending_before is not None:
-        filters.append("id > %(ending_before)s")
-        parameters["ending_before"] = page.ending_before
-    order = "ASC" if page.backwards else "DESC"
-    rows = connection.execute(
-        f"SELECT {INVOICE_COLUMNS} FROM invoices WHERE {' AND '.join(filters)} ORDER BY id {order} LIMIT %(limit)s",
-        parameters,
-    ).fetchall()
-    has_more = len(rows) > page.limit
-    rows = rows[: page.limit]
-    if page.backwards:
-        rows.reverse()
+    rows, has_more = keyset_rows(connection, "invoices", INVOICE_COLUMNS, filters, parameters, page)
     return Page(items=[InvoiceRow(*row) for row in rows], has_more=has_more, backwards=page.backwards)
 
 

@@ -1,9 +1,11 @@
-"""Keyset pagination for any SQLAlchemy select over a table with a UUIDv7 id column."""
+"""Keyset pagination over a table with a UUIDv7 id column: for SQLAlchemy selects, and for plain SQL
+run through psycopg (`keyset_rows`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import psycopg
 from sqlalchemy import Connection, RowMapping, Select
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -45,3 +47,32 @@ def fetch_page(
     if page.backwards:
         rows.reverse()
     return Page(items=rows, has_more=has_more, backwards=page.backwards)
+
+
+def keyset_rows(  # noqa: PLR0917 - the query's parts, in the order they read
+    connection: psycopg.Connection[Any],
+    table: str,
+    columns: str,
+    filters: list[str],
+    parameters: dict[str, Any],
+    page: PageRequest,
+) -> tuple[list[Any], bool]:
+    """The rows of one page of `SELECT columns FROM table WHERE filters` (named parameters), newest
+    first (ids are UUIDv7: id order is creation order), in list order; and whether more exist."""
+    parameters = {**parameters, "limit": page.limit + 1}
+    if page.starting_after is not None:
+        filters = [*filters, "id < %(starting_after)s"]
+        parameters["starting_after"] = page.starting_after
+    if page.ending_before is not None:
+        filters = [*filters, "id > %(ending_before)s"]
+        parameters["ending_before"] = page.ending_before
+    order = "ASC" if page.backwards else "DESC"
+    rows = connection.execute(
+        f"SELECT {columns} FROM {table} WHERE {' AND '.join(filters)} ORDER BY id {order} LIMIT %(limit)s",
+        parameters,
+    ).fetchall()
+    has_more = len(rows) > page.limit
+    rows = rows[: page.limit]
+    if page.backwards:
+        rows.reverse()
+    return rows, has_more

@@ -16,6 +16,7 @@ from typing import Any
 import psycopg
 
 from tally.adapters.pagination import Page, PageRequest
+from tally.adapters.postgres.pagination import keyset_rows
 from tally.core import money
 from tally.core.periods import Interval
 from tally.core.rating.models import BillingTiming
@@ -345,29 +346,14 @@ def list_subscriptions(
 ) -> Page[SubscriptionRow]:
     """Newest first (ids are UUIDv7). `status` filters on the cached status."""
     filters = ["tenant_id = %(tenant_id)s"]
-    parameters: dict[str, Any] = {"tenant_id": tenant_id, "limit": page.limit + 1}
+    parameters: dict[str, Any] = {"tenant_id": tenant_id}
     if customer_id is not None:
         filters.append("customer_id = %(customer_id)s")
         parameters["customer_id"] = customer_id
     if status is not None:
         filters.append("status = %(status)s")
         parameters["status"] = status
-    if page.starting_after is not None:
-        filters.append("id < %(starting_after)s")
-        parameters["starting_after"] = page.starting_after
-    if page.ending_before is not None:
-        filters.append("id > %(ending_before)s")
-        parameters["ending_before"] = page.ending_before
-    order = "ASC" if page.backwards else "DESC"
-    rows = connection.execute(
-        f"SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE {' AND '.join(filters)} "
-        f"ORDER BY id {order} LIMIT %(limit)s",
-        parameters,
-    ).fetchall()
-    has_more = len(rows) > page.limit
-    rows = rows[: page.limit]
-    if page.backwards:
-        rows.reverse()
+    rows, has_more = keyset_rows(connection, "subscriptions", SUBSCRIPTION_COLUMNS, filters, parameters, page)
     return Page(items=[SubscriptionRow(*row) for row in rows], has_more=has_more, backwards=page.backwards)
 
 

@@ -8,7 +8,7 @@ import psycopg
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tally.adapters.postgres.arrays import BytesArray, TextArray, TimestampArray
+from tally.adapters.postgres.arrays import BytesArray, IntArray, TextArray, TimestampArray
 
 # PostgreSQL text holds any character but NUL (and no lone surrogates).
 texts = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=20)
@@ -20,16 +20,22 @@ moments = st.datetimes(
 
 
 @settings(max_examples=60)
-@given(st.lists(texts, max_size=30), st.lists(st.binary(max_size=20), max_size=30), st.lists(moments, max_size=30))
+@given(
+    st.lists(texts, max_size=30),
+    st.lists(st.binary(max_size=20), max_size=30),
+    st.lists(moments, max_size=30),
+    st.lists(st.integers(min_value=-(2**63), max_value=2**63 - 1), max_size=30),
+)
 def test_arrays_arrive_as_psycopgs_own_lists_would(
-    database_url: str, strings: list[str], blobs: list[bytes], timestamps: list[datetime]
+    database_url: str, strings: list[str], blobs: list[bytes], timestamps: list[datetime], numbers: list[int]
 ) -> None:
     with psycopg.connect(database_url) as connection:
         row = connection.execute(
             """SELECT %(texts)s::text[] IS NOT DISTINCT FROM %(text_list)s::text[],
                       %(blobs)s::bytea[] IS NOT DISTINCT FROM %(blob_list)s::bytea[],
                       %(moments)s::timestamptz[] IS NOT DISTINCT FROM %(moment_list)s::timestamptz[],
-                      cardinality(%(texts)s::text[]), %(moments)s::timestamptz[]""",
+                      cardinality(%(texts)s::text[]), %(moments)s::timestamptz[],
+                      %(numbers)s::bigint[] IS NOT DISTINCT FROM %(number_list)s::bigint[], %(numbers)s::bigint[]""",
             {
                 "texts": TextArray(strings),
                 "text_list": strings,
@@ -37,9 +43,13 @@ def test_arrays_arrive_as_psycopgs_own_lists_would(
                 "blob_list": blobs,
                 "moments": TimestampArray(timestamps),
                 "moment_list": timestamps,
+                "numbers": IntArray(numbers),
+                "number_list": numbers,
             },
             binary=True,
         ).fetchone()
     assert row is not None
     assert row[:4] == (True, True, True, len(strings))
     assert row[4] == timestamps
+    assert row[5] is True
+    assert row[6] == numbers

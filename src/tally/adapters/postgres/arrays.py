@@ -3,8 +3,8 @@
 psycopg dumps a Python list element by element in Python; ingest sends six arrays of up to 10,000
 values per batch, where that loop is a measurable share of the request. These wrappers are dumped by
 C-level iteration (`map`, `bytes.join`) instead. Wrap a list in one and pass it as a parameter of a
-`binary=True` statement; PostgreSQL receives an ordinary `text[]`, `bytea[]` or `timestamptz[]`.
-None is not allowed in them (ingest's values are never null).
+statement; PostgreSQL receives an ordinary `text[]`, `bytea[]`, `timestamptz[]` or `bigint[]`.
+None is not allowed in them (the values of the statements using them are never null).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import psycopg
 from psycopg.adapt import Buffer, Dumper
 from psycopg.pq import Format
 
-__all__ = ["BytesArray", "TextArray", "TimestampArray"]
+__all__ = ["BytesArray", "IntArray", "TextArray", "TimestampArray"]
 
 _TEXT_OID: Final = 25
 _BYTEA_OID: Final = 17
@@ -26,6 +26,8 @@ _TIMESTAMPTZ_OID: Final = 1184
 _TEXT_ARRAY_OID: Final = 1009
 _BYTEA_ARRAY_OID: Final = 1001
 _TIMESTAMPTZ_ARRAY_OID: Final = 1185
+_INT8_OID: Final = 20
+_INT8_ARRAY_OID: Final = 1016
 
 # ndim, has-nulls flag, element type, length, lower bound
 _HEADER: Final = struct.Struct("!iiIii")
@@ -48,6 +50,12 @@ class BytesArray(list[bytes]):
 
 class TimestampArray(list[datetime]):
     """A `timestamptz[]` parameter (aware datetimes)."""
+
+    __slots__ = ()
+
+
+class IntArray(list[int]):
+    """A `bigint[]` parameter."""
 
     __slots__ = ()
 
@@ -92,7 +100,19 @@ class _TimestampArrayDumper(Dumper):
         )
 
 
+class _IntArrayDumper(Dumper):
+    format = Format.BINARY
+    oid = _INT8_ARRAY_OID
+
+    def dump(self, obj: IntArray) -> Buffer:
+        # Each element: its length (8), then the value; all packed by one call.
+        return _header(_INT8_OID, len(obj)) + struct.pack(
+            "!" + "iq" * len(obj), *chain.from_iterable(zip(repeat(8), obj))
+        )
+
+
 # Registered for every connection made after import (connections copy the global adapters).
 psycopg.adapters.register_dumper(TextArray, _TextArrayDumper)
 psycopg.adapters.register_dumper(BytesArray, _BytesArrayDumper)
 psycopg.adapters.register_dumper(TimestampArray, _TimestampArrayDumper)
+psycopg.adapters.register_dumper(IntArray, _IntArrayDumper)

@@ -9,7 +9,6 @@ code in both cases (tally.app._invoicing); only how they travel differs.
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
@@ -22,6 +21,8 @@ import psycopg
 
 from tally.adapters.postgres import customers as customer_store
 from tally.adapters.postgres import invoices as invoice_store
+from tally.adapters.postgres import jsonb
+from tally.adapters.postgres.arrays import IntArray, TextArray, TimestampArray
 from tally.adapters.postgres.meters import READY
 from tally.adapters.postgres.rollups import compile_meter, matched_events_sql, pending_hours_sql
 from tally.adapters.postgres.subscriptions import RecordedEntry, decode_entry
@@ -68,17 +69,30 @@ def customers_due_after(
     limit: int,
 ) -> list[tuple[uuid.UUID, uuid.UUID]]:
     """`invoices.customers_due`, by pages: the next `limit` (tenant, customer) pairs after `after`,
-    in (tenant, id) order, so a run walks every customer due without holding them all."""
+    in (tenant, id) order, so a run walks every customer due without holding them all.
+
+    The tenant and the keyset conditions are written only when given, never as `… IS NULL OR …`:
+    a prepared statement's generic plan cannot use an index range for an OR of a parameter test,
+    and would read every customer before `after` again on each page (quadratic over a run)."""
+    conditions = []
+    billed_after = ""
+    if tenant_id is not None:
+        conditions.append("c.tenant_id = %(tenant_id)s")
+    if after is not None:
+        conditions.append("(c.tenant_id, c.id) > (%(after_tenant)s, %(after_id)s)")
+        # The same range on the billing records (a merge join would otherwise start at the first).
+        billed_after = "AND (b.tenant_id, b.customer_id) > (%(after_tenant)s, %(after_id)s)"
+    conditions.append(
+        """(EXISTS (SELECT 1 FROM subscriptions s
+                    WHERE s.tenant_id = c.tenant_id AND s.customer_id = c.id
+                      AND (b.customer_id IS NULL OR s.updated_at >= b.billed_through))
+             OR b.next_run_at <= coalesce(t.frozen_time, %(now)s))"""
+    )
     rows = connection.execute(
-        """SELECT c.tenant_id, c.id FROM customers c
+        f"""SELECT c.tenant_id, c.id FROM customers c
            LEFT JOIN test_clocks t ON t.id = c.test_clock_id
-           LEFT JOIN customer_billing b ON b.tenant_id = c.tenant_id AND b.customer_id = c.id
-           WHERE (%(tenant_id)s::uuid IS NULL OR c.tenant_id = %(tenant_id)s)
-             AND (%(after_tenant)s::uuid IS NULL OR (c.tenant_id, c.id) > (%(after_tenant)s, %(after_id)s))
-             AND (EXISTS (SELECT 1 FROM subscriptions s
-                          WHERE s.tenant_id = c.tenant_id AND s.customer_id = c.id
-                            AND (b.customer_id IS NULL OR s.updated_at >= b.billed_through))
-                  OR b.next_run_at <= coalesce(t.frozen_time, %(now)s))
+           LEFT JOIN customer_billing b ON b.tenant_id = c.tenant_id AND b.customer_id = c.id {billed_after}
+           WHERE {" AND ".join(conditions)}
            ORDER BY c.tenant_id, c.id
            LIMIT %(limit)s""",
         {
@@ -144,13 +158,17 @@ def timelines_of(
 ) -> dict[uuid.UUID, list[tuple[uuid.UUID, list[RecordedEntry]]]]:
     """Every subscription of each customer (by id) with its timeline in sequence order."""
     _check_chunk(customer_ids)
-    rows = connection.execute(
-        """SELECT s.customer_id, s.id, t.sequence, t.kind, t.recorded_at, t.payload
+    rows = (
+        jsonb.use_fast_jsonb(connection.cursor())
+        .execute(
+            """SELECT s.customer_id, s.id, t.sequence, t.kind, t.recorded_at, t.payload
            FROM subscriptions s JOIN subscription_timeline t ON t.subscription_id = s.id
            WHERE s.tenant_id = %s AND s.customer_id = ANY(%s)
            ORDER BY s.customer_id, s.id, t.sequence""",
-        (tenant_id, list(customer_ids)),
-    ).fetchall()
+            (tenant_id, list(customer_ids)),
+        )
+        .fetchall()
+    )
     found: dict[uuid.UUID, list[tuple[uuid.UUID, list[RecordedEntry]]]] = defaultdict(list)
     for customer_id, subscription_id, sequence, kind, recorded_at, payload in rows:
         subscriptions = found[customer_id]
@@ -347,10 +365,14 @@ def usage_totals(
             columns["hour_req"].append(index)
             columns["hour_starts"].append(low)
             columns["hour_ends"].append(high)
-    for name in ("edge_req", "edge_starts", "edge_ends", "hour_req", "hour_starts", "hour_ends"):
-        parameters[name] = columns.get(name, [])
-    parameters |= {name: columns[name] for name in ("req", "customers", "interior_starts", "interior_ends")}
-    parameters |= {name: columns[name] for name in ("days_starts", "days_ends")}
+    # Sent as binary arrays, each dumped in one pass (psycopg's lists go element by element).
+    for name in ("req", "edge_req", "hour_req"):
+        parameters[name] = IntArray(columns.get(name, ()))
+    parameters["customers"] = TextArray(columns["customers"])
+    for name in ("interior_starts", "interior_ends", "days_starts", "days_ends"):
+        parameters[name] = TimestampArray(columns[name])
+    for name in ("edge_starts", "edge_ends", "hour_starts", "hour_ends"):
+        parameters[name] = TimestampArray(columns.get(name, ()))
     pending = pending_hours_sql('e."timestamp" >= r.interior_start AND e."timestamp" < r.interior_end').replace(
         "%(customer)s", "r.customer"
     )
@@ -441,9 +463,9 @@ def insert_drafts(connection: Connection, tenant_id: uuid.UUID, drafts: Sequence
                     fields.balance_applied_minor,
                     fields.balance_credited_minor,
                     fields.amount_due_minor,
-                    json.dumps(fields.tax),
-                    json.dumps(fields.creditable),
-                    json.dumps(fields.postings),
+                    jsonb.dumps(fields.tax),
+                    jsonb.dumps(fields.creditable),
+                    jsonb.dumps(fields.postings),
                 )
             )
 

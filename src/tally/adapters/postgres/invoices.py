@@ -8,7 +8,6 @@ are stored as JSON and read back as the core's `Posting`s. The rules live in tal
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
@@ -19,6 +18,7 @@ from typing import Any, Literal, TypeVar
 import psycopg
 
 from tally.adapters.pagination import Page, PageRequest
+from tally.adapters.postgres import jsonb
 from tally.adapters.postgres.pagination import keyset_rows
 from tally.core.invoicing import BilledLine, InvoiceLine, LineKey, LineKind, TaxLine
 from tally.core.ledger.model import Direction
@@ -204,9 +204,9 @@ class DraftFields:
             "balance_applied_minor": self.balance_applied_minor,
             "balance_credited_minor": self.balance_credited_minor,
             "amount_due_minor": self.amount_due_minor,
-            "tax": json.dumps(self.tax),
-            "creditable": json.dumps(self.creditable),
-            "postings": json.dumps(self.postings),
+            "tax": jsonb.dumps(self.tax),
+            "creditable": jsonb.dumps(self.creditable),
+            "postings": jsonb.dumps(self.postings),
         }
 
 
@@ -328,7 +328,7 @@ def settle_invoice(connection: Connection, invoice_id: uuid.UUID, settlement: Se
             "paid": settlement.amount_paid_minor,
             "credited": settlement.amount_credited_minor,
             "against_due": settlement.credited_against_due_minor,
-            "creditable": json.dumps(settlement.creditable),
+            "creditable": jsonb.dumps(settlement.creditable),
             "now": settlement.now,
         },
     )
@@ -369,7 +369,7 @@ def line_row(
         key.price_id,
         key.service_start,
         key.service_end,
-        json.dumps(list(key.group)),
+        jsonb.dumps(key.group),
         key.kind.value,
         key.reference,
         line.sequence,
@@ -382,7 +382,7 @@ def line_row(
         line.description,
         line.due_at,
         line.billed().provisional,
-        json.dumps(line.explanation.document()),
+        jsonb.dumps(line.explanation.document()),
         now,
     )
 
@@ -476,7 +476,7 @@ class CreditNoteRow:
 def insert_credit_note(
     connection: Connection, tenant_id: uuid.UUID, customer_id: uuid.UUID, currency: str, note: CreditNoteRow
 ) -> None:
-    values = {**_record_values(note), "by_account": json.dumps(note.by_account)}
+    values = {**_record_values(note), "by_account": jsonb.dumps(note.by_account)}
     _insert_invoice_record(
         connection, "credit_notes", values, tenant_id=tenant_id, customer_id=customer_id, currency=currency
     )

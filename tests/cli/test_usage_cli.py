@@ -9,11 +9,14 @@ from decimal import Decimal
 
 from typer.testing import CliRunner
 
+from tally.adapters.clock import SystemClock
 from tally.adapters.postgres.connections import psycopg_transaction
+from tally.app.create_meter import MeterInput, create_meter
 from tally.app.tenants import create_tenant, find_tenants_by_name
 from tally.bootstrap import Tally
 from tally.cli import app
 from tally.core.metering.aggregation import MeteredEvent
+from tally.core.metering.meters import MeterDefinitionInput
 from tests.metering_support import write_events
 
 T0 = datetime(2029, 10, 1, tzinfo=UTC)
@@ -73,3 +76,19 @@ def test_meters_usage_and_verify(database_url: str, tally: Tally) -> None:
     code, output = run("usage", "verify", "--tenant", tenant, "--meter", "tokens")
     assert code == 1 and "value_sum" in output and "1 differences" in output, output
     assert find_tenants_by_name(tally.engine, tenant)
+
+
+def test_roll_up_backfills_every_pending_meter_version_however_many(database_url: str, tally: Tally) -> None:
+    """More versions pending than one default pass of `backfill_pending_versions` takes (100): the
+    command still leaves none pending (a test database collects many from other tests)."""
+    tenant_id = create_tenant(tally.engine, f"cli-{uuid.uuid4().hex[:8]}")
+    definition = MeterDefinitionInput(event_type="call", aggregation="count")
+    for index in range(105):
+        create_meter(tally.engine, SystemClock(), tenant_id, MeterInput(code=f"m{index}", definition=definition))
+    result = CliRunner().invoke(app, ["usage", "roll-up"], env={"TALLY_DATABASE_URL": database_url})
+    assert result.exit_code == 0, result.output
+    with psycopg_transaction(tally.engine) as connection:
+        pending = connection.execute(
+            "SELECT count(*) FROM meter_versions WHERE rollup_state <> 'ready'",
+        ).fetchone()
+    assert pending == (0,)

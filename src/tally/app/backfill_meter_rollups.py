@@ -56,10 +56,10 @@ def backfill_next_version(engine: Engine, clock: Clock) -> BackfillOutcome | Non
     return run_in_transaction(engine, work)
 
 
-def backfill_pending_versions(engine: Engine, clock: Clock, *, versions_max: int = 100) -> list[BackfillOutcome]:
-    """Backfill pending versions until none is left (at most `versions_max`)."""
-    done = []
-    for _ in range(versions_max):
+def backfill_pending_versions(engine: Engine, clock: Clock, *, versions_max: int | None = 100) -> list[BackfillOutcome]:
+    """Backfill pending versions until none is left (at most `versions_max`; None: no limit)."""
+    done: list[BackfillOutcome] = []
+    while versions_max is None or len(done) < versions_max:
         outcome = backfill_next_version(engine, clock)
         if outcome is None:
             break

@@ -150,7 +150,8 @@ def verify(
 def roll_up(
     batches: int = typer.Option(1000, "--batches", min=1, help="Stop after this many passes (each one transaction)."),
 ) -> None:
-    """Roll up queued batches now (the worker does it continuously); then backfill new meter versions."""
+    """Roll up queued batches now (the worker does it continuously); then backfill every new meter
+    version (of every tenant) still pending."""
     from tally.app.backfill_meter_rollups import backfill_pending_versions
     from tally.app.roll_up_events import roll_up_events
 
@@ -161,7 +162,7 @@ def roll_up(
             if outcome.batches == 0:
                 break
             done += outcome.batches
-        backfilled = backfill_pending_versions(tally.engine, tally.clock)
+        backfilled = backfill_pending_versions(tally.engine, tally.clock, versions_max=None)
     console.print(f"rolled up {done} batches; backfilled {len(backfilled)} meter versions")
 
 

@@ -1,7 +1,8 @@
 """What the year of billing (tests/scenarios/test_billing_year.py) found, each as its smallest case.
 
-Each is marked xfail(strict=True) until the code that owns it is fixed: the test then passes, strict
-turns that into a failure, and the mark comes off.
+Each was marked xfail(strict=True) until the code that owns it was fixed (the test then passed,
+strict turned that into a failure, and the mark came off). All three are fixed; a new finding gets
+its own strict xfail case here.
 """
 
 from __future__ import annotations
@@ -9,8 +10,6 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
-
-import pytest
 
 from tally.adapters.clock import FixedClock
 from tally.adapters.postgres import invoices as store
@@ -88,12 +87,6 @@ def test_an_event_for_an_invoiced_period_is_answered_late(tally: Tally, tenant_i
     assert (result.late, flagged) == (1, [("late-1",)])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="coupon periods are counted per price (tally.core.invoicing.discounts): the fee of a plan "
-    "changed to later starts its own periods, so a coupon for one period discounts it again",
-)
 def test_a_coupon_for_once_discounts_nothing_after_a_later_plan_change(tally: Tally, tenant_id: uuid.UUID) -> None:
     setup_catalog(tally, tenant_id)
     customer_id, clock_id, _ = customer_on_clock(tally, tenant_id, at(1, 1))

@@ -3,7 +3,8 @@
 Under the customer's invoicing lock: the coupon must not be archived, an amount-off coupon must be
 in the customer's currency (`coupon_currency_must_match_invoice`), the subscription must be the
 customer's, and a customer has at most `REDEMPTIONS_MAX` redemptions. The moment of redemption is
-the customer's now (its test clock's time) unless given; coupon periods are counted from it.
+the customer's now (its test clock's time) unless given; a coupon's periods are the subscription's
+billing periods, counted from the one that holds that moment (tally.core.invoicing.discounts).
 """
 
 from __future__ import annotations

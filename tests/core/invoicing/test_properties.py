@@ -131,13 +131,12 @@ def scenarios(draw: st.DrawFn) -> Scenario:
     if draw(st.booleans()):
         amount = Coupon(
             coupon_id="off",
-            duration=CouponDuration(DurationKind.REPEATING, 2),
+            duration=CouponDuration(*draw(st.sampled_from([("once",), ("repeating", 2), ("forever",)]))),
             amount_off_minor=draw(st.integers(1, 30_000)),
             currency=USD,
         )
-        redemptions.append(
-            Redemption(redemption_id="r-off", coupon=amount, redeemed_at=draw(st.sampled_from([JAN, utc(2026, 1, 15)])))
-        )
+        redeemed_at = draw(st.one_of(st.sampled_from([JAN, utc(2026, 1, 15)]), moments()))
+        redemptions.append(Redemption(redemption_id="r-off", coupon=amount, redeemed_at=redeemed_at))
     grants: list[GrantBalance] = []
     for index in range(draw(st.integers(0, 3))):
         amount_minor = draw(st.integers(1, 40_000))

@@ -9,6 +9,7 @@ from fractions import Fraction
 import pytest
 
 from tally.core.money import RoundingMode
+from tally.core.periods import Period
 from tally.core.rejections import Rejected
 from tally.core.subscriptions import (
     AnchorKind,
@@ -29,7 +30,7 @@ from tally.core.subscriptions import (
     billing_events,
     current_period_end,
 )
-from tests.core.subscriptions.builders import DAY, YEAR, brief, exact_amount, fee, local, usage, utc
+from tests.core.subscriptions.builders import DAY, MONTH, WEEK, YEAR, brief, exact_amount, fee, local, usage, utc
 
 BASIC = fee("basic", "10")
 PRO = fee("pro", "30")
@@ -456,3 +457,28 @@ def test_too_many_periods_at_once_is_refused_with_the_limit_named() -> None:
     assert error.value.rejection.code == "billing_periods_exceed_limit"
     assert "PERIODS_MAX" in error.value.rejection.message
     assert len(billing_events(daily, through=utc(2010, 1, 1)).events) == 3654
+
+
+def test_invoice_cycles_follow_the_shortest_interval_held() -> None:
+    # An annual fee with monthly usage is invoiced monthly; an added weekly price makes it weekly
+    # from then on, and its removal monthly again. The anchor never moves; an end keeps the last.
+    weekly = usage("calls", WEEK)
+    timeline = Timeline(
+        "sub_1",
+        (
+            Started(effective_at=utc(2026, 1, 1), items=(fee("seats", "20", YEAR), usage("tokens"))),
+            ItemsChanged(effective_at=utc(2026, 3, 10), items=(fee("seats", "20", YEAR), usage("tokens"), weekly)),
+            ItemsChanged(effective_at=utc(2026, 4, 1), items=(fee("seats", "20", YEAR), usage("tokens"))),
+            Canceled(effective_at=utc(2026, 5, 15)),
+        ),
+    )
+    events = billing_events(timeline, through=utc(2026, 1, 2))
+    steps = [(step.effective_at, step.cycle.interval) for step in events.invoice_cycles]
+    assert steps == [(utc(2026, 1, 1), MONTH), (utc(2026, 3, 10), WEEK), (utc(2026, 4, 1), MONTH)]
+    assert events.started_at == utc(2026, 1, 1)
+    assert events.invoice_cycle_at(utc(2025, 12, 1)).period_containing(utc(2026, 1, 5)).start == utc(2026, 1, 1)
+    # Weeks from the anchor (Thursday, January 1).
+    assert events.invoice_cycle_at(utc(2026, 3, 12)).period_containing(utc(2026, 3, 13)) == Period(
+        utc(2026, 3, 12), utc(2026, 3, 19)
+    )
+    assert events.invoice_cycle_at(utc(2026, 9, 1)).interval == MONTH

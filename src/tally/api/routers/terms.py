@@ -85,7 +85,11 @@ class CouponBody(ApiModel):
     amount_off_minor: int | None = Field(default=None, description="Per coupon period, in `currency`.")
     currency: str | None = Field(default=None, max_length=16, description="Required with amount_off_minor.")
     duration: Literal["once", "repeating", "forever"]
-    duration_periods: int | None = Field(default=None, description="Repeating only: how many periods.")
+    duration_periods: int | None = Field(
+        default=None,
+        description="Repeating only: how many of the subscription's billing periods, the first being the one that "
+        "holds the redemption (see docs/invoicing.md, Coupons).",
+    )
     plans: list[str] = Field(default_factory=list, max_length=100, description="Only these plans (codes).")
     prices: list[str] = Field(default_factory=list, max_length=100, description="Only these prices (`price_…`).")
 

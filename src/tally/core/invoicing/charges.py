@@ -27,8 +27,8 @@ from tally.core.invoicing.lines import (
 from tally.core.money import COMPUTATION_CONTEXT, round_to_unit
 from tally.core.periods import Period
 from tally.core.rating import Quantity, rate
-from tally.core.rejections import Rejected
-from tally.core.subscriptions import BillingEvent, BillingEventKind, ItemKind
+from tally.core.rejections import InvariantViolation, Rejected
+from tally.core.subscriptions import BillingEvent, BillingEventKind
 
 _ZERO = Decimal(0)
 
@@ -40,8 +40,9 @@ class ChargeInfo:
     price: PriceSource
     meter: str
     billing_period: Period
-    # Every period of the line's price, with the moment its charge falls due (for coupon periods).
-    price_periods: tuple[tuple[Period, datetime], ...]
+    # The start of what the line serves, which places it in a coupon period: a fee's service
+    # start, a usage period's start, and for a fee credit the service start of the fee it takes back.
+    serves_from: datetime
     due_at: datetime
 
 
@@ -62,7 +63,7 @@ class _Lookups:
     the events or the billed lines for each line instead grows with their product.)"""
 
     def __init__(self, context: InvoiceContext) -> None:
-        self._periods: dict[str, dict[str, tuple[tuple[Period, datetime], ...]]] = {}
+        self._periods: dict[str, dict[str, tuple[Period, ...]]] = {}
         self._held: dict[tuple[str, str], frozenset[Period]] = {}
         self._windows: dict[str, dict[tuple[str, Period], list[Period]]] = {}
         self.billed_in_full = {
@@ -71,11 +72,11 @@ class _Lookups:
             if key.kind is LineKind.USAGE and not billed[-1].provisional
         }
 
-    def periods(self, billing: SubscriptionBilling) -> dict[str, tuple[tuple[Period, datetime], ...]]:
-        """`price_periods(billing)`."""
+    def periods(self, billing: SubscriptionBilling) -> dict[str, tuple[Period, ...]]:
+        """The periods of each price of `billing`."""
         found = self._periods.get(billing.subscription_id)
         if found is None:
-            found = self._periods[billing.subscription_id] = price_periods(billing)
+            found = self._periods[billing.subscription_id] = {p.price_id: p.periods for p in billing.events.periods}
         return found
 
     def held(self, billing: SubscriptionBilling, price_id: str) -> frozenset[Period]:
@@ -83,7 +84,7 @@ class _Lookups:
         key = (billing.subscription_id, price_id)
         found = self._held.get(key)
         if found is None:
-            found = self._held[key] = frozenset(period for period, _ in self.periods(billing).get(price_id, ()))
+            found = self._held[key] = frozenset(self.periods(billing).get(price_id, ()))
         return found
 
     def windows(self, billing: SubscriptionBilling) -> dict[tuple[str, Period], list[Period]]:
@@ -106,12 +107,19 @@ def charges(context: InvoiceContext) -> Charges:
     readings = _readings_by_period(context)
     lookups = _Lookups(context)
     for billing in context.subscriptions:
-        periods = lookups.periods(billing)
+        # The service start of the latest fee charged per (price, period): what a credit takes back.
+        # Events come in due order with a credit before the charge that replaces it at one moment.
+        charged: dict[tuple[str, Period], datetime] = {}
         for event in billing.events.events:
             if event.kind in (BillingEventKind.FIXED_FEE, BillingEventKind.FIXED_FEE_CREDIT):
                 line = _fee_line(context, billing, event)
                 lines.append(line)
-                info[line.key] = _info(billing, event.price_id, event.period, periods, line.due_at)
+                serves_from = event.service_period.start
+                if event.kind is BillingEventKind.FIXED_FEE:
+                    charged[(event.price_id, event.period)] = serves_from
+                else:
+                    serves_from = _taken_back(charged, event.price_id, event.period, event.service_period.start)
+                info[line.key] = _info(billing, event.price_id, event.period, serves_from, line.due_at)
         for price_id, period in lookups.windows(billing):
             if (billing.subscription_id, price_id, period) in readings:
                 continue
@@ -126,17 +134,16 @@ def charges(context: InvoiceContext) -> Charges:
         reading_billing = context.subscription(subscription_id)
         if reading_billing is None:
             raise Rejected.because("usage_reading_subscription_unknown", f"no subscription {subscription_id}", "usage")
-        usage_periods = lookups.periods(reading_billing)
         for line in _usage_lines(context, reading_billing, price_id, period, group_readings, lookups):
             lines.append(line)
-            info[line.key] = _info(reading_billing, price_id, period, usage_periods, line.due_at)
+            info[line.key] = _info(reading_billing, price_id, period, period.start, line.due_at)
         read.add((subscription_id, price_id, period))
     for charge in context.one_off_charges:
         line = _one_off_line(context, charge)
         lines.append(line)
         moment = Period(charge.at, charge.at)
         info[line.key] = ChargeInfo(
-            price=charge.price.source(), meter="", billing_period=moment, price_periods=(), due_at=charge.at
+            price=charge.price.source(), meter="", billing_period=moment, serves_from=charge.at, due_at=charge.at
         )
     return Charges(lines=tuple(lines), info=info, read=frozenset(read), gone=frozenset(_gone(context, lookups)))
 
@@ -160,22 +167,13 @@ def _gone(context: InvoiceContext, lookups: _Lookups) -> set[tuple[str, str, Per
     return gone
 
 
-def price_periods(billing: SubscriptionBilling) -> dict[str, tuple[tuple[Period, datetime], ...]]:
-    """Per price, its periods with the moment each one's charge falls due: the first fee charged in
-    it (or its start) for a fee, its end for usage."""
-    first_fee: dict[tuple[str, Period], datetime] = {}
-    for event in billing.events.events:
-        if event.kind is BillingEventKind.FIXED_FEE:
-            first_fee.setdefault((event.price_id, event.period), event.due_at)
-    result: dict[str, tuple[tuple[Period, datetime], ...]] = {}
-    for price in billing.events.periods:
-        if price.kind is ItemKind.FIXED:
-            result[price.price_id] = tuple(
-                (period, first_fee.get((price.price_id, period), period.start)) for period in price.periods
-            )
-        else:
-            result[price.price_id] = tuple((period, period.end) for period in price.periods)
-    return result
+def _taken_back(charged: dict[tuple[str, Period], datetime], price_id: str, period: Period, at: datetime) -> datetime:
+    """The service start of the fee a credit at `at` takes back: the latest charged before it in
+    the period. A credit without one is a bug in the billing events."""
+    found = charged.get((price_id, period))
+    if found is None or found >= at:
+        raise InvariantViolation(f"a fee credit of {price_id} at {at} takes back no fee charged before it")
+    return found
 
 
 def charge_info_for(context: InvoiceContext, key: LineKey) -> ChargeInfo | None:
@@ -187,33 +185,40 @@ def charge_info_for(context: InvoiceContext, key: LineKey) -> ChargeInfo | None:
         ref = billing.price(key.price_id)
     except Rejected:
         return None
-    periods = price_periods(billing).get(key.price_id, ())
+    periods = {p.price_id: p.periods for p in billing.events.periods}.get(key.price_id, ())
     billing_period = next(
-        (p for p, _ in periods if p.start <= key.service_start < p.end or p == key.service_period), key.service_period
+        (p for p in periods if p.start <= key.service_start < p.end or p == key.service_period), key.service_period
     )
     due_at = key.service_start if key.kind in FEE_KINDS else key.service_end
+    serves_from = key.service_start
+    if key.kind is LineKind.FIXED_FEE_CREDIT:
+        charged = [
+            event.service_period.start
+            for event in billing.events.events
+            if event.kind is BillingEventKind.FIXED_FEE
+            and event.price_id == key.price_id
+            and event.period == billing_period
+            and event.service_period.start < key.service_start
+        ]
+        serves_from = max(charged, default=billing_period.start)
     return ChargeInfo(
         price=ref.source(),
         meter=ref.price.meter or "",
         billing_period=billing_period,
-        price_periods=periods,
+        serves_from=serves_from,
         due_at=due_at,
     )
 
 
 def _info(
-    billing: SubscriptionBilling,
-    price_id: str,
-    period: Period,
-    periods: dict[str, tuple[tuple[Period, datetime], ...]],
-    due_at: datetime,
+    billing: SubscriptionBilling, price_id: str, period: Period, serves_from: datetime, due_at: datetime
 ) -> ChargeInfo:
     ref = billing.price(price_id)
     return ChargeInfo(
         price=ref.source(),
         meter=ref.price.meter or "",
         billing_period=period,
-        price_periods=periods.get(price_id, ()),
+        serves_from=serves_from,
         due_at=due_at,
     )
 

@@ -2,14 +2,29 @@
 
 A coupon is percent off or an amount off, for one period (`once`), for N periods (`repeating`) or
 `forever`, optionally restricted to plans and prices. A redemption attaches it to a customer (every
-subscription) or to one subscription, at a moment.
+subscription) or to one subscription, at a moment. A redemption is in effect from its moment on: a
+proposal through an earlier moment ignores it.
 
-**Coupon periods.** A coupon counts periods per price: the periods of the price's cycle whose
-charge falls due at or after the redemption, in order — for a fee billed in advance, the periods
-starting at or after it (or whose first fee is charged at or after it, such as a stub that begins
-with the subscription); for usage billed in arrears, the periods ending after it. Coupon period 0
-therefore holds what the customer's next invoice bills: the next fee, and the usage of the period
-under way. `once` discounts coupon period 0, `repeating` N periods 0…N−1, `forever` every period.
+**Coupon periods** are the subscription's own billing periods (`BillingEvents.invoice_cycle_at`:
+its anchor at the shortest interval it holds, which is how often it is invoiced), counted from the
+redemption, the same for every price. Coupon period 0 is the billing period that holds the
+redemption (or starts at it); a redemption before a subscription starts counts from its start.
+`once` covers coupon period 0, `repeating` N periods 0…N−1, `forever` every period from 0 on. The
+grid is the one in force where the count starts, so a later plan change never moves it.
+
+**Which period a line belongs to** is the start of what it serves, never when its price joined:
+
+- a fee (in advance or in arrears): its service start — a whole period's fee, the prorated fee of a
+  price added or raised mid-period (it belongs to the period of the change), a stub;
+- usage, its minimum and cap: the start of the usage period, so usage of the last covered period,
+  billed in arrears after the span, is still discounted;
+- a fee credit (the unused part of a fee after a change): the fee it takes back, so a discount
+  given is given back in the same proportion, and a fee never discounted is credited in full.
+
+A fee of coupon period 0 charged before the redemption (redeemed mid-period) is discounted too: the
+coupon covers that whole period, and the discount lands on the next invoice. One-off charges and
+commitment true-ups are not discounted: a one-off's price is agreed as it is charged, and a
+commitment's minimum is what the customer promised to spend.
 
 **Stacking on one line.** Percent-off coupons first, then amount-off coupons; within each, in the
 order of redemption (then redemption id). Each coupon sees the line as left by the coupons before
@@ -17,19 +32,18 @@ it. Percent first is the order more favourable to the customer (10 % of 100 then
 the other way round it is 81), and the order Zuora and OpenMeter document; chaining is how
 flexprice and Lago describe several coupons.
 
-**Amount off** is an amount per coupon period, shared across the lines of that coupon period in
-due order (earliest first, then by key), never more than the period's net charges. Filling in due
-order keeps the share of lines already billed stable as later lines of the same period arrive.
+**Amount off** is an amount per coupon period, shared across the lines of that coupon period (of
+every subscription the redemption covers) in due order (earliest first, then by key), never more
+than the period's net charges. Filling in due order keeps the share of lines already billed stable
+as later lines of the same period arrive.
 
 A percent coupon discounts negative lines too (the credit for the unused part of a discounted fee
-gives the discount back), so a discount never outlives what it discounted. One-off charges and
-commitment true-ups are not discounted: a one-off's price is agreed as it is charged, and a
-commitment's minimum is what the customer promised to spend.
+gives the discount back), so a discount never outlives what it discounted.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -49,6 +63,7 @@ from tally.core.invoicing.lines import (
 from tally.core.money import AMOUNT_MINOR_MAX, COMPUTATION_CONTEXT, Unit, decimal_from_minor, round_to_unit
 from tally.core.periods import Period
 from tally.core.rejections import Rejected
+from tally.core.subscriptions import BillingCycle, BillingEvents
 
 COUPON_PERIODS_MAX = 1_200
 PERCENT_MAX = Decimal(100)
@@ -188,9 +203,31 @@ def redeem(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class CouponSpan:
+    """Where a redemption's coupon periods lie on one subscription: coupon period 0 is period
+    `first` of `cycle`, coupon period i is period `first + i`."""
+
+    cycle: BillingCycle
+    first: int
+
+    def coupon_period(self, moment: datetime) -> int | None:
+        """The coupon period that holds `moment`; None before coupon period 0."""
+        index = self.cycle.index_of(moment) - self.first
+        return index if index >= 0 else None
+
+
+def coupon_span(redemption: Redemption, events: BillingEvents) -> CouponSpan:
+    """The coupon periods of `redemption` on the subscription of `events`: counted from the billing
+    period that holds the redemption, or from the subscription's start when it is redeemed before."""
+    counted_from = max(redemption.redeemed_at, events.started_at)
+    cycle = events.invoice_cycle_at(counted_from)
+    return CouponSpan(cycle=cycle, first=cycle.index_of(counted_from))
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DiscountableCharge:
-    """A charge line as discounts see it: its effective total and where it falls in its price's periods."""
+    """A charge line as discounts see it: its effective total and what places it in a coupon period."""
 
     key: LineKey
     amount_minor: int
@@ -198,21 +235,21 @@ class DiscountableCharge:
     price: PriceSource
     product: str
     billing_period: Period
-    # Every period of the line's price, each with the moment its charge falls due.
-    price_periods: tuple[tuple[Period, datetime], ...]
-
-    def coupon_period(self, redeemed_at: datetime) -> int | None:
-        counted = [period for period, due_at in self.price_periods if due_at >= redeemed_at]
-        try:
-            return counted.index(self.billing_period)
-        except ValueError:
-            return None
+    # The start of what the line serves (see the module's rules): its coupon period holds this moment.
+    serves_from: datetime
 
 
 def discount_lines(
-    charges: Sequence[DiscountableCharge], redemptions: Sequence[Redemption], currency: Unit
+    charges: Sequence[DiscountableCharge],
+    redemptions: Sequence[Redemption],
+    currency: Unit,
+    spans: Mapping[tuple[str, str], CouponSpan],
 ) -> list[ExpectedLine]:
-    """Every discount line the redemptions give the charges, from scratch (see the module's rules)."""
+    """Every discount line the redemptions give the charges, from scratch (see the module's rules).
+
+    `spans` holds, per (redemption id, subscription id), where the redemption's coupon periods lie
+    on that subscription; a redemption without a span for a subscription discounts none of it (it
+    is not in effect yet)."""
     remaining = {charge.key: charge.amount_minor for charge in charges}
     ordered_charges = sorted(charges, key=lambda charge: (charge.due_at, charge.key.sort_key()))
     lines: list[ExpectedLine] = []
@@ -227,7 +264,8 @@ def discount_lines(
                 continue
             if not coupon.applies_to(charge.price):
                 continue
-            index = charge.coupon_period(redemption.redeemed_at)
+            span = spans.get((redemption.redemption_id, charge.key.subscription_id))
+            index = None if span is None else span.coupon_period(charge.serves_from)
             if index is None or not coupon.duration.covers(index):
                 continue
             eligible.append((charge, index))

@@ -27,7 +27,7 @@ from tally.core.invoicing.charges import ChargeInfo, charge_info_for, charges
 from tally.core.invoicing.commitments import true_up_lines
 from tally.core.invoicing.context import InvoiceContext
 from tally.core.invoicing.credits import CreditApplication, CreditDemand, burn_down
-from tally.core.invoicing.discounts import DiscountableCharge, discount_lines
+from tally.core.invoicing.discounts import CouponSpan, DiscountableCharge, coupon_span, discount_lines
 from tally.core.invoicing.lines import (
     CHARGE_KINDS,
     FEE_KINDS,
@@ -135,12 +135,12 @@ def propose(context: InvoiceContext) -> Proposal:
             price=info[key].price,
             product=info[key].price.product,
             billing_period=info[key].billing_period,
-            price_periods=info[key].price_periods,
+            serves_from=info[key].serves_from,
         )
         for key, amount in effective_charges.items()
         if key in info
     ]
-    discounts = discount_lines(discountable, context.redemptions, context.currency)
+    discounts = discount_lines(discountable, context.redemptions, context.currency, _coupon_spans(context))
     effective: dict[LineKey, int] = dict(effective_charges)
     for key, total in billed_totals.items():
         if key.kind is LineKind.DISCOUNT and not in_scope(key):
@@ -158,6 +158,19 @@ def propose(context: InvoiceContext) -> Proposal:
             "invoice_lines_exceed_limit", f"more than LINES_MAX = {LINES_MAX} lines; bill in shorter steps", "lines"
         )
     return _settle(context, lines, info)
+
+
+def _coupon_spans(context: InvoiceContext) -> dict[tuple[str, str], CouponSpan]:
+    """Per (redemption, subscription) it covers, where its coupon periods lie; a redemption after
+    `through` is not in effect yet and covers nothing."""
+    spans: dict[tuple[str, str], CouponSpan] = {}
+    for redemption in context.redemptions:
+        if redemption.redeemed_at > context.through:
+            continue
+        for billing in context.subscriptions:
+            if redemption.subscription_id in (None, billing.subscription_id):
+                spans[(redemption.redemption_id, billing.subscription_id)] = coupon_span(redemption, billing.events)
+    return spans
 
 
 def _reconcile(

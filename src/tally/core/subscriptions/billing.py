@@ -43,6 +43,7 @@ from tally.core.subscriptions.timeline import (
     SubscriptionItem,
     Timeline,
     TrialUsage,
+    interval_length_estimate,
 )
 
 # Most events one call may return.
@@ -140,6 +141,16 @@ class PricePeriods:
 
 
 @dataclass(frozen=True, slots=True)
+class InvoiceCycle:
+    """From `effective_at` on (until the next one) the subscription's own billing periods are those
+    of `cycle`: its anchor at the shortest interval among the items it holds, which is how often it
+    is invoiced. Coupons count their periods on it (see tally.core.invoicing.discounts)."""
+
+    effective_at: datetime
+    cycle: BillingCycle
+
+
+@dataclass(frozen=True, slots=True)
 class BillingEvents:
     subscription_id: str
     through: datetime
@@ -148,6 +159,22 @@ class BillingEvents:
     events: tuple[BillingEvent, ...]
     # The earliest moment after `through` at which a new event can become due (None: never).
     next_due_at: datetime | None
+    # The subscription's billing periods over its whole timeline, in time order; the first one
+    # takes effect at the start. A new one only where the shortest interval held changes.
+    invoice_cycles: tuple[InvoiceCycle, ...]
+
+    @property
+    def started_at(self) -> datetime:
+        return self.invoice_cycles[0].effective_at
+
+    def invoice_cycle_at(self, moment: datetime) -> BillingCycle:
+        """The subscription's billing periods at `moment` (before the start: those it starts with)."""
+        found = self.invoice_cycles[0].cycle
+        for step in self.invoice_cycles:
+            if step.effective_at > moment:
+                break
+            found = step.cycle
+        return found
 
 
 def billing_events(timeline: Timeline, *, through: datetime) -> BillingEvents:
@@ -196,7 +223,24 @@ def billing_events(timeline: Timeline, *, through: datetime) -> BillingEvents:
         periods=tuple(all_periods),
         events=tuple(events),
         next_due_at=min(next_due) if next_due else None,
+        invoice_cycles=_invoice_cycles(history, cycles),
     )
+
+
+def _invoice_cycles(history: History, cycles: dict[Interval, BillingCycle]) -> tuple[InvoiceCycle, ...]:
+    """The cycle of the shortest interval held, from each step where it changes. Every step holds
+    items (an ended one keeps its last), so every moment from the start has one."""
+    found: list[InvoiceCycle] = []
+    for step in history.steps:
+        interval = min((item.interval for item in step.items), key=interval_length_estimate)
+        if found and found[-1].cycle.interval == interval:
+            continue
+        cycle = cycles.get(interval)
+        if cycle is None:
+            cycle = cycles[interval] = history.cycle(interval)
+        found.append(InvoiceCycle(step.at, cycle))
+    require(bool(found) and found[0].effective_at == history.start, "a subscription has billing periods from its start")
+    return tuple(found)
 
 
 # ----- one price over time ------------------------------------------------------------------------

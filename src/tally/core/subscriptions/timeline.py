@@ -650,11 +650,12 @@ def current_period_end(timeline: Timeline, at: datetime) -> datetime:
     if step is None or step.phase is Phase.ENDED:
         raise Rejected.because("change_dated_after_end", "the subscription has ended", "at")
     fixed = [item for item in step.items if item.kind is ItemKind.FIXED]
-    longest = max(fixed or step.items, key=lambda item: (_length_days_estimate(item.interval), item.price_id))
+    longest = max(fixed or step.items, key=lambda item: (interval_length_estimate(item.interval), item.price_id))
     return history.cycle(longest.interval).period_containing(moment).end
 
 
-def _length_days_estimate(interval: Interval) -> tuple[int, int]:
+def interval_length_estimate(interval: Interval) -> tuple[int, int]:
+    """An order of intervals by length: about how many days, then month-based before day-based."""
     months, days = interval.months, interval.days
     # Month-based intervals win ties against day-based ones of about the same length.
     if months is not None:

@@ -75,6 +75,7 @@ for _code in (
     "change_dated_after_end",
     "change_already_withdrawn",
     "change_already_in_effect",
+    "subscription_must_not_have_ended",
 ):
     register_status(_code, 409)
 

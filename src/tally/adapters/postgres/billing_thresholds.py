@@ -71,13 +71,15 @@ def customers_with_thresholds_after(
 ) -> list[tuple[uuid.UUID, uuid.UUID]]:
     """The next `limit` (tenant, customer) pairs after `after`, in (tenant, id) order, of customers
     with at least one subscription not ended whose threshold in force is on."""
+    # Driven from the threshold facts (few subscriptions have any), the last fact of each.
     rows = connection.execute(
         """SELECT DISTINCT s.tenant_id, s.customer_id
-           FROM subscriptions s
-           JOIN LATERAL (SELECT t.amount_minor FROM subscription_billing_thresholds t
-                         WHERE t.subscription_id = s.id ORDER BY t.sequence DESC LIMIT 1) latest ON true
+           FROM (SELECT DISTINCT ON (t.subscription_id) t.subscription_id, t.amount_minor
+                 FROM subscription_billing_thresholds t
+                 WHERE %(tenant_id)s::uuid IS NULL OR t.tenant_id = %(tenant_id)s
+                 ORDER BY t.subscription_id, t.sequence DESC) latest
+           JOIN subscriptions s ON s.id = latest.subscription_id
            WHERE latest.amount_minor IS NOT NULL AND s.status <> 'ended'
-             AND (%(tenant_id)s::uuid IS NULL OR s.tenant_id = %(tenant_id)s)
              AND (%(after_tenant)s::uuid IS NULL OR (s.tenant_id, s.customer_id) > (%(after_tenant)s, %(after_id)s))
            ORDER BY s.tenant_id, s.customer_id
            LIMIT %(limit)s""",

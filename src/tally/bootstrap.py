@@ -34,12 +34,14 @@ def build(settings: Settings | None = None, *, migrate: bool = True, clock: Cloc
     engine = database.make_engine(url, pool_size=settings.database_pool_size)
     tally = Tally(settings=settings, database_url=url, engine=engine, clock=clock or SystemClock())
     # What a test clock advance makes happen, as if the time had passed.
+    from tally.app.evaluate_billing_thresholds import register_threshold_hook
     from tally.app.finalize_due_invoices import grace_period_of_hours, register_finalization_hook
     from tally.app.refresh_subscriptions import register_subscription_hooks
     from tally.app.run_billing import register_billing_hooks
 
     register_subscription_hooks()
     register_billing_hooks()  # after subscriptions: billing reads them brought up to date
+    register_threshold_hook()  # after billing: what is accrued is net of everything billed
     if settings.invoice_auto_finalize:
         # Last: what it finalizes is the draft billed through the new time, credit expiries included.
         register_finalization_hook(grace_period_of_hours(settings.invoice_grace_period_hours))

@@ -59,6 +59,10 @@ class Settings(BaseSettings):
     idempotency_purge_cron: str = "7 * * * *"
     # The billing run (drafts brought up to what is due by each customer's clock), by the worker.
     billing_run_cron: str = "*/10 * * * *"
+    # Threshold billing: how often the worker measures the usage so far of subscriptions with a
+    # billing threshold and invoices those past it. The lag between a threshold being passed and its
+    # invoice is at most this period (plus the event store's own lag).
+    billing_threshold_cron: str = "*/5 * * * *"
     # The expiry of credit grants (their remainder to breakage), by the worker.
     credit_expiry_cron: str = "5 * * * *"
     # How long a draft waits after it closes (its earliest line fell due, by the customer's clock)

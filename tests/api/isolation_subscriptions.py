@@ -59,6 +59,7 @@ FACTORIES = [
             ("POST", "/v1/subscriptions/migrate"): _migration,
             ("POST", "/v1/subscriptions/{id}/change"): _change,
             ("POST", "/v1/subscriptions/{id}/quantity"): _quantity,
+            ("POST", "/v1/subscriptions/{id}/billing_threshold"): lambda client, headers: {"amount_minor": 5000},
         },
         path_params={
             # Sequence 0 is the start: A is refused 422 `change_not_withdrawable` (its subscription

@@ -225,3 +225,49 @@ def test_a_flat_fee_in_arrears_is_billed_at_the_end_of_its_period(
     assert [
         (e["kind"], e["billing_timing"], e["service_period"]["end"], e["due_at"], e["amount_minor"]) for e in events
     ] == [("fixed_fee", "in_arrears", "2026-01-11T00:00:00Z", "2026-01-11T00:00:00Z", 1000)]
+
+
+def test_billing_threshold_over_http(
+    client: TestClient, admin_headers: Headers, make_headers: Any, tally: Tally, tenant_id: uuid.UUID
+) -> None:
+    apply_test_catalog(tally, tenant_id)
+    _, customer = _customer_on_a_clock(client, admin_headers, "2026-03-10T12:00:00Z")
+    body = {"customer": customer, "plan": "pro", "billing_threshold": {"amount_minor": 50_000, "currency": "USD"}}
+    created = _ok(client.post("/v1/subscriptions", json=body, headers=admin_headers), 201)
+    assert created["billing_threshold"] == {
+        "amount_minor": 50_000,
+        "currency": "USD",
+        "set_at": "2026-03-10T12:00:00Z",
+    }
+    path = f"/v1/subscriptions/{created['id']}/billing_threshold"
+    changed = _ok(client.post(path, json={"amount_minor": 70_000}, headers=admin_headers))
+    assert changed["billing_threshold"]["amount_minor"] == 70_000
+    assert (
+        _ok(client.get(f"/v1/subscriptions/{created['id']}", headers=admin_headers))["billing_threshold"]
+        == (changed["billing_threshold"])
+    )
+    # Bad input: precise codes, nothing recorded.
+    for wrong, expected in (
+        ({"amount_minor": 0}, (422, "billing_threshold_out_of_range")),
+        ({"amount_minor": 10**15 + 1}, (422, "billing_threshold_out_of_range")),
+        ({"amount_minor": 100, "currency": "EUR"}, (422, "billing_threshold_currency_must_match_subscription")),
+        ({"amount_minor": "100"}, (422, "value_must_be_integer")),
+        ({"amount_minor": 1.5}, (422, "value_must_be_integer")),
+        ({"amount_minor": True}, (422, "value_must_be_integer")),
+        ({"currency": "USD"}, (422, "field_required")),
+        ({"amount_minor": 100, "amount": 100}, (422, "unknown_field")),
+    ):
+        assert _problem(client.post(path, json=wrong, headers=admin_headers)) == expected, wrong
+    refused = client.post(
+        "/v1/subscriptions",
+        json={**body, "billing_threshold": {"amount_minor": -1}},
+        headers=admin_headers,
+    )
+    assert _problem(refused) == (422, "billing_threshold_out_of_range")
+    listed = _ok(client.get(f"/v1/subscriptions?customer={customer}", headers=admin_headers))["data"]
+    assert [item["billing_threshold"]["amount_minor"] for item in listed] == [70_000]
+    # Reading keys may not set it; null turns it off.
+    read_only = make_headers(tenant_id, ("read",))
+    assert client.post(path, json={"amount_minor": None}, headers=read_only).status_code == 403
+    off = _ok(client.post(path, json={"amount_minor": None}, headers=admin_headers))
+    assert off["billing_threshold"] is None

@@ -112,3 +112,36 @@ def test_scheduled_changes_from_the_command_line(database_url: str, tally: Tally
     assert code == 0, output
     code, output = run("subscriptions", "cancel", sid, "--effective", "period_end")
     assert code == 0 and "withdrew scheduled change 3 (quantity_changed at 2026-02-10" in output, output
+
+
+def test_billing_threshold_from_the_command_line(database_url: str, tally: Tally) -> None:
+    tenant = f"cli-{uuid.uuid4().hex[:8]}"
+    apply_test_catalog(tally, create_tenant(tally.engine, tenant))
+    runner = CliRunner()
+
+    def run(*arguments: str) -> tuple[int, str]:
+        result = runner.invoke(
+            app, list(arguments), env={"TALLY_DATABASE_URL": database_url, "TALLY_TENANT": tenant, "COLUMNS": "250"}
+        )
+        return result.exit_code, result.output
+
+    code, output = run("customers", "create", "acme", "--currency", "USD")
+    assert code == 0, output
+    code, output = run("subscriptions", "create", "acme", "--plan", "pro", "--billing-threshold", "0")
+    assert code == 1 and "billing_threshold_out_of_range" in output, output
+    code, output = run("subscriptions", "create", "acme", "--plan", "pro", "--billing-threshold", "50000")
+    found = re.search(r"sub_[0-9a-z]{26}", output)
+    assert code == 0 and found, output
+    sid = found.group(0)
+    code, output = run("subscriptions", "show", sid)
+    assert code == 0 and json.loads(output)["billing_threshold"]["amount_minor"] == 50_000, output
+    code, output = run("subscriptions", "billing-threshold", sid, "50000")
+    assert code == 0 and "(unchanged)" in output, output
+    code, output = run("subscriptions", "billing-threshold", sid, "70000", "--currency", "EUR")
+    assert code == 1 and "billing_threshold_currency_must_match_subscription" in output, output
+    code, output = run("subscriptions", "billing-threshold", sid, "lots")
+    assert code == 1 and "billing_threshold_must_be_minor_units" in output, output
+    code, output = run("subscriptions", "billing-threshold", sid, "off")
+    assert code == 0 and "billing threshold off" in output, output
+    code, output = run("invoice", "evaluate-thresholds")
+    assert code == 0 and "threshold evaluation" in output, output

@@ -503,6 +503,11 @@ def _fields(proposal: Proposal, state: InvoiceState) -> store.DraftFields:
     )
 
 
+def invoice_fields(invoice_id: uuid.UUID, proposal: Proposal) -> store.DraftFields:
+    """What a new invoice of `proposal` stores besides its lines (totals, tax, postings)."""
+    return _fields(proposal, draft_invoice(str(invoice_id), proposal))
+
+
 def _signature(lines: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     return sorted(lines, key=lambda item: (item[0].sort_key(), item[1]))
 

@@ -21,6 +21,7 @@ import psycopg
 from sqlalchemy import Engine
 
 from tally.adapters.clock import Clock
+from tally.adapters.postgres import billing_thresholds as threshold_store
 from tally.adapters.postgres import subscriptions as store
 from tally.adapters.postgres.connections import run_in_transaction
 from tally.app.customer_clock import clock_for_customer
@@ -63,6 +64,8 @@ class Subscription:
     state: SubscriptionState
     # The facts the write that answers this appended (empty for reads).
     recorded: tuple[RecordedEntry, ...] = ()
+    # The billing threshold setting in force (None: never set; its amount None: turned off).
+    billing_threshold: threshold_store.ThresholdFact | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +147,8 @@ def refresh(
     fresh = store.get_subscription(connection, row.tenant_id, row.id)
     if fresh is None:  # pragma: no cover - the caller holds the row's lock
         raise LookupError(f"subscription {row.id} vanished")
-    return Subscription(fresh, tuple(entries), timeline, as_of, state_at(timeline, as_of))
+    threshold = threshold_store.in_force(connection, row.tenant_id, [row.id]).get(row.id)
+    return Subscription(fresh, tuple(entries), timeline, as_of, state_at(timeline, as_of), billing_threshold=threshold)
 
 
 def record(

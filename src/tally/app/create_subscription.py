@@ -25,6 +25,7 @@ from tally.adapters.postgres.connections import run_in_transaction
 from tally.app._subscription_items import PlanChoice, PriceChoice, resolve_items
 from tally.app._subscription_write import RecordedEntry, Subscription, derive_cache, refresh, timeline_of
 from tally.app.customer_clock import clock_for_customer
+from tally.app.set_billing_threshold import ThresholdChange, record_threshold
 from tally.core.rejections import Rejected
 from tally.core.subscriptions import BillingAnchor, ProrationBasis, Started, TrialUsage
 from tally.core.subscriptions.cycles import zone
@@ -49,6 +50,8 @@ class SubscriptionInput:
     anchor: BillingAnchor = field(default_factory=BillingAnchor)
     proration_basis: ProrationBasis = ProrationBasis.SECOND
     metadata: Mapping[str, str] = field(default_factory=dict)
+    # Threshold billing from the start (None: off); see `set_billing_threshold`.
+    billing_threshold: ThresholdChange | None = None
 
     def __post_init__(self) -> None:
         if self.trial_days is not None and (
@@ -129,6 +132,15 @@ def create_subscription(
             now=now,
         )
         store.append_entry(connection, tenant_id, subscription_id, first)
+        if subscription.billing_threshold is not None:
+            record_threshold(
+                connection,
+                tenant_id,
+                subscription_id,
+                timeline_of(subscription_id, [first]),
+                subscription.billing_threshold,
+                now=now,
+            )
         row = store.get_subscription(connection, tenant_id, subscription_id)
         if row is None:  # pragma: no cover - inserted above
             raise LookupError("subscription not inserted")

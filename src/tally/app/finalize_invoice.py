@@ -45,25 +45,33 @@ def finalize_invoice(
         raise Rejected.because("due_in_days_out_of_range", f"due_in_days is 0 to {DUE_DAYS_MAX}", "due_in_days")
 
     def act(settling: Settling) -> None:
-        state = settling.state
-        # The core checks the status first; the number is taken only for a draft.
-        finalize(state, number="-", issued_at=settling.now, due_at=settling.now)
-        number = invoice_number(store.next_invoice_number(settling.connection, tenant_id))
-        due_at = settling.now + timedelta(days=due_in_days)
-        final = finalize(state, number=number, issued_at=settling.now, due_at=due_at)
-        postings = [store.decode_posting(document) for document in settling.invoice.postings]
-        settling.post(postings, f"invoice:{invoice_id}:finalized")
-        store.finalize_invoice(
-            settling.connection,
-            invoice_id,
-            status=final.status.value,
-            number=number,
-            issued_at=settling.now,
-            due_at=due_at,
-            now=settling.now,
-        )
-        # From now on an event for a period this invoice billed arrives late: ingest flags it.
-        store.close_usage_through(settling.connection, tenant_id, invoice_id, settling.now)
+        finalize_locked(settling, due_in_days=due_in_days)
 
     invoice, _ = settle_invoice(engine, clock, tenant_id, invoice_id, act)
     return invoice
+
+
+def finalize_locked(settling: Settling, *, due_in_days: int = DUE_DAYS_DEFAULT) -> None:
+    """Finalize `settling.invoice` inside the caller's transaction, which holds the customer's lock
+    and the invoice's row lock (`finalize_invoice`, and the threshold evaluation, which creates and
+    finalizes a threshold invoice in one transaction)."""
+    tenant_id, invoice_id = settling.tenant_id, settling.invoice.id
+    state = settling.state
+    # The core checks the status first; the number is taken only for a draft.
+    finalize(state, number="-", issued_at=settling.now, due_at=settling.now)
+    number = invoice_number(store.next_invoice_number(settling.connection, tenant_id))
+    due_at = settling.now + timedelta(days=due_in_days)
+    final = finalize(state, number=number, issued_at=settling.now, due_at=due_at)
+    postings = [store.decode_posting(document) for document in settling.invoice.postings]
+    settling.post(postings, f"invoice:{invoice_id}:finalized")
+    store.finalize_invoice(
+        settling.connection,
+        invoice_id,
+        status=final.status.value,
+        number=number,
+        issued_at=settling.now,
+        due_at=due_at,
+        now=settling.now,
+    )
+    # From now on an event for a period this invoice billed arrives late: ingest flags it.
+    store.close_usage_through(settling.connection, tenant_id, invoice_id, settling.now)

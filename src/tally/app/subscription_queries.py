@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 
 from tally.adapters.clock import Clock
 from tally.adapters.pagination import Page, PageRequest
+from tally.adapters.postgres import billing_thresholds as threshold_store
 from tally.adapters.postgres import customers as customer_store
 from tally.adapters.postgres import subscriptions as store
 from tally.adapters.postgres.connections import psycopg_transaction
@@ -39,9 +40,14 @@ class SubscriptionView:
     current_period_end: datetime | None
 
 
-def _view(row: store.SubscriptionRow, entries: tuple[RecordedEntry, ...], as_of: datetime) -> SubscriptionView:
+def _view(
+    row: store.SubscriptionRow,
+    entries: tuple[RecordedEntry, ...],
+    as_of: datetime,
+    threshold: threshold_store.ThresholdFact | None,
+) -> SubscriptionView:
     timeline = timeline_of(row.id, entries)
-    return view_of(Subscription(row, entries, timeline, as_of, state_at(timeline, as_of)))
+    return view_of(Subscription(row, entries, timeline, as_of, state_at(timeline, as_of), billing_threshold=threshold))
 
 
 def view_of(subscription: Subscription) -> SubscriptionView:
@@ -58,7 +64,8 @@ def get_subscription(
     with psycopg_transaction(engine) as connection:
         row, entries = load(connection, tenant_id, subscription_id, for_update=False)
         moment = as_of or clock_for_customer(connection, tenant_id, row.customer_id, system=clock).now()
-        return _view(row, entries, moment)
+        threshold = threshold_store.in_force(connection, tenant_id, [row.id]).get(row.id)
+        return _view(row, entries, moment, threshold)
 
 
 def list_subscriptions(
@@ -70,11 +77,13 @@ def list_subscriptions(
             raise Rejected.because("customer_not_found", "no such customer", "customer")
         found = store.list_subscriptions(connection, tenant_id, page, customer_id=customer_id)
         nows: dict[uuid.UUID, datetime] = {}
+        thresholds = threshold_store.in_force(connection, tenant_id, [row.id for row in found.items])
         views = []
         for row in found.items:
             if row.customer_id not in nows:
                 nows[row.customer_id] = clock_for_customer(connection, tenant_id, row.customer_id, system=clock).now()
-            views.append(_view(row, tuple(store.timeline_of(connection, row.id)), nows[row.customer_id]))
+            entries = tuple(store.timeline_of(connection, row.id))
+            views.append(_view(row, entries, nows[row.customer_id], thresholds.get(row.id)))
         return Page(items=views, has_more=found.has_more, backwards=found.backwards)
 
 

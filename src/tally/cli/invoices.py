@@ -81,6 +81,35 @@ def run(
             raise typer.Exit(1)
 
 
+@app.command("evaluate-thresholds")
+def evaluate_thresholds(
+    customer: str | None = typer.Option(None, "--customer", help="Only this customer (cus_… or external id)."),
+    tenant: str | None = TenantOption,
+) -> None:
+    """Invoice at once every customer whose usage so far passed a subscription's billing threshold
+    (what the worker's `tally.billing_threshold_evaluation` job does). Running it again changes nothing."""
+    from tally.app.evaluate_billing_thresholds import evaluate_billing_thresholds
+
+    with open_tally() as tally, rejections_as_errors():
+        tenant_id = resolve_tenant(tally, tenant)
+        named = None if customer is None else (_customer_id(tally, tenant_id, customer),)
+        result = evaluate_billing_thresholds(tally.engine, tally.clock, tenant_id=tenant_id, customer_ids=named)
+        table = Table(title="threshold evaluation")
+        for column in ("customer", "outcome", "accrued / threshold", "invoice", "refused"):
+            table.add_column(column)
+        for item in result.customers:
+            table.add_row(
+                format_id(CUSTOMER, item.customer_id),
+                item.outcome.value,
+                ", ".join(f"{a.accrued_minor} / {a.threshold_minor}" for a in item.accruals),
+                item.number or "",
+                "" if item.rejection is None else item.rejection.code,
+            )
+        console.print(table)
+        if result.refused:
+            raise typer.Exit(1)
+
+
 @app.command("finalize-due")
 def finalize_due(
     grace_hours: int | None = typer.Option(

@@ -104,10 +104,14 @@ def create(
     trial_days: int | None = typer.Option(None, "--trial-days", help="Default: the plan version's trial."),
     anchor: str = typer.Option("anniversary", "--anchor", help="anniversary, calendar, or a day of month (1-31)."),
     proration_basis: str = typer.Option("second", "--proration-basis", help="second or day."),
+    billing_threshold: int | None = typer.Option(
+        None, "--billing-threshold", help="Threshold billing: invoice at once past this many minor units."
+    ),
     tenant: str | None = TenantOption,
 ) -> None:
     """Subscribe a customer to a plan (or to prices)."""
     from tally.app.create_subscription import SubscriptionInput, create_subscription
+    from tally.app.set_billing_threshold import ThresholdChange
     from tally.core.subscriptions import BillingAnchor, ProrationBasis
     from tally.core.subscriptions.cycles import AnchorKind
 
@@ -134,6 +138,9 @@ def create(
                 trial_days=trial_days,
                 anchor=billing_anchor,
                 proration_basis=ProrationBasis(proration_basis),
+                billing_threshold=None
+                if billing_threshold is None
+                else ThresholdChange(amount_minor=billing_threshold),
             ),
         )
         subscription_id = format_id(SUBSCRIPTION, created.row.id)
@@ -212,6 +219,32 @@ def scheduled(subscription: str = typer.Argument(..., help="sub_…"), tenant: s
         subscription=subscription, as_of=found.as_of, changes=[timeline_entry_resource(e) for e in found.changes]
     )
     console.print_json(json.dumps(resource.model_dump(mode="json")))
+
+
+@app.command("billing-threshold")
+def billing_threshold(
+    subscription: str = typer.Argument(..., help="sub_…"),
+    amount_minor: str = typer.Argument(..., help="Minor units of the subscription's currency, or `off`."),
+    currency: str | None = typer.Option(None, "--currency", help="Checked against the subscription's currency."),
+    tenant: str | None = TenantOption,
+) -> None:
+    """Set threshold billing (a new fact): past this much usage in a period under way, invoice at once."""
+    from tally.app.set_billing_threshold import ThresholdChange, set_billing_threshold
+
+    if amount_minor != "off" and not (amount_minor.lstrip("-").isdigit() and len(amount_minor) <= 20):
+        fail("billing_threshold_must_be_minor_units", "the amount is a whole number of minor units, or `off`")
+    with open_tally() as tally, rejections_as_errors():
+        tenant_id = resolve_tenant(tally, tenant)
+        change = ThresholdChange(amount_minor=None if amount_minor == "off" else int(amount_minor), currency=currency)
+        setting = set_billing_threshold(tally.engine, tally.clock, tenant_id, _subscription_id(subscription), change)
+        if setting.recorded:
+            audit(tally, tenant_id, "tally subscriptions billing-threshold", "subscription", subscription)
+    shown = (
+        "off" if setting.in_force is None or setting.in_force.amount_minor is None else setting.in_force.amount_minor
+    )
+    console.print(
+        f"subscription {subscription}: billing threshold {shown}" + ("" if setting.recorded else " (unchanged)")
+    )
 
 
 @app.command("withdraw")

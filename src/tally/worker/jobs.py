@@ -1,5 +1,5 @@
 """Tally's own jobs: the scheduled ledger integrity check, the purge of expired idempotency keys, the
-billing run and the finalization of drafts past their grace period.
+billing run, the billing threshold evaluation and the finalization of drafts past their grace period.
 
 Each job is a workflow of steps. A step's result is checkpointed in PostgreSQL when it returns, so a
 worker killed mid-job resumes at the first step that had not returned; the step that was running when
@@ -133,6 +133,30 @@ def credit_expiry(scheduled_at: datetime, context: object) -> int:
     return run_credit_expiry_step()
 
 
+@DBOS.step(name="tally.billing_threshold_evaluation.run", retries_allowed=True, interval_seconds=5, max_attempts=3)
+def run_billing_threshold_step() -> int:
+    """Invoice every customer whose subscriptions' usage so far passed their billing threshold;
+    returns how many threshold invoices were issued. Safe to repeat: what an earlier run invoiced is
+    billed, so a repeat finds nothing accrued (and the line constraint refuses a second bill)."""
+    from tally.app.evaluate_billing_thresholds import evaluate_billing_thresholds
+
+    tally = current_tally()
+    result = evaluate_billing_thresholds(tally.engine, tally.clock)
+    for refused in result.refused:
+        logger.error(
+            "threshold evaluation refused a customer: %s",
+            refused.rejection.code if refused.rejection else "unknown",
+            extra={"tenant_id": str(refused.tenant_id), "customer_id": str(refused.customer_id)},
+        )
+    return len(result.invoiced)
+
+
+@DBOS.workflow(name="tally.billing_threshold_evaluation")
+def billing_threshold_evaluation(scheduled_at: datetime, context: object) -> int:
+    """The scheduled threshold evaluation (`settings.billing_threshold_cron`)."""
+    return run_billing_threshold_step()
+
+
 @DBOS.step(name="tally.invoice_finalization.run", retries_allowed=True, interval_seconds=5, max_attempts=3)
 def run_invoice_finalization_step() -> int:
     """Refresh and finalize every draft whose grace period has passed by its customer's clock; returns
@@ -163,6 +187,13 @@ def invoice_finalization(scheduled_at: datetime, context: object) -> int:
 define_schedule("tally.billing_run", billing_run, cron_setting="billing_run_cron", queue_name=BILLING_QUEUE)
 # On the billing queue: an expiry and a billing run never overlap (they serialize per customer anyway).
 define_schedule("tally.credit_expiry", credit_expiry, cron_setting="credit_expiry_cron", queue_name=BILLING_QUEUE)
+# On the billing queue: an evaluation never overlaps a billing run (they serialize per customer anyway).
+define_schedule(
+    "tally.billing_threshold_evaluation",
+    billing_threshold_evaluation,
+    cron_setting="billing_threshold_cron",
+    queue_name=BILLING_QUEUE,
+)
 # On the billing queue too: finalizing never overlaps a billing run or an expiry.
 define_schedule(
     "tally.invoice_finalization",

@@ -230,7 +230,7 @@ def drafts_of(
     _check_chunk(customer_ids)
     rows = connection.execute(
         f"""SELECT {invoice_store.INVOICE_COLUMNS} FROM invoices
-            WHERE tenant_id = %s AND customer_id = ANY(%s) AND status = 'draft'""",
+            WHERE tenant_id = %s AND customer_id = ANY(%s) AND status = 'draft' AND billing_reason = 'period'""",
         (tenant_id, list(customer_ids)),
     ).fetchall()
     drafts = [invoice_store.InvoiceRow(*row) for row in rows]

@@ -60,6 +60,8 @@ class InvoiceRow:
     paid_at: datetime | None
     voided_at: datetime | None
     uncollectible_at: datetime | None
+    # `period` (the billing run's draft) or `threshold` (issued at once: usage passed a threshold).
+    billing_reason: str = "period"
 
     @property
     def amount_remaining_minor(self) -> int:
@@ -70,7 +72,8 @@ INVOICE_COLUMNS = (
     "id, tenant_id, customer_id, currency, status, number, through, period_start, period_end, subtotal_minor, "
     "discount_minor, credits_minor, tax_minor, total_minor, balance_applied_minor, balance_credited_minor, "
     "amount_due_minor, amount_paid_minor, amount_credited_minor, credited_against_due_minor, tax, creditable, "
-    "postings, created_at, updated_at, issued_at, due_at, finalized_at, paid_at, voided_at, uncollectible_at"
+    "postings, created_at, updated_at, issued_at, due_at, finalized_at, paid_at, voided_at, uncollectible_at, "
+    "billing_reason"
 )
 
 
@@ -143,9 +146,12 @@ def get_invoice(
 
 
 def draft_of(connection: Connection, tenant_id: uuid.UUID, customer_id: uuid.UUID, currency: str) -> InvoiceRow | None:
+    """The billing run's draft (a threshold invoice is a draft only inside the transaction that
+    finalizes it, and is never this one)."""
     row = connection.execute(
         f"""SELECT {INVOICE_COLUMNS} FROM invoices
-            WHERE tenant_id = %s AND customer_id = %s AND currency = %s AND status = 'draft'""",
+            WHERE tenant_id = %s AND customer_id = %s AND currency = %s AND status = 'draft'
+              AND billing_reason = 'period'""",
         (tenant_id, customer_id, currency),
     ).fetchone()
     return InvoiceRow(*row) if row else None
@@ -225,14 +231,17 @@ def insert_draft(
     currency: str,
     fields: DraftFields,
     now: datetime,
+    billing_reason: Literal["period", "threshold"] = "period",
 ) -> None:
     names = _DRAFT_FIELDS.split(", ")
     connection.execute(
-        f"""INSERT INTO invoices (id, tenant_id, customer_id, currency, status, created_at, updated_at, {_DRAFT_FIELDS})
+        f"""INSERT INTO invoices (id, tenant_id, customer_id, currency, status, created_at, updated_at, billing_reason,
+                                  {_DRAFT_FIELDS})
             VALUES (%(id)s, %(tenant_id)s, %(customer_id)s, %(currency)s, 'draft', %(now)s, %(now)s,
-                    {", ".join(f"%({name})s" for name in names)})""",
+                    %(billing_reason)s, {", ".join(f"%({name})s" for name in names)})""",
         {
             "id": invoice_id,
+            "billing_reason": billing_reason,
             "tenant_id": tenant_id,
             "customer_id": customer_id,
             "currency": currency,
@@ -277,7 +286,8 @@ def close_usage_through(
 ) -> None:
     """Record, for ingest, how far this invoice's customer has had usage invoiced: the latest end of
     its usage lines (never moving back). Ingest then answers `late: true` for an event before it and
-    records it in `late_usage`. Does not commit."""
+    records it in `late_usage`. Provisional lines (a threshold invoice's usage so far of a period
+    still under way) close nothing: the period's events are still on time. Does not commit."""
     connection.execute(
         """
         INSERT INTO usage_closures (tenant_id, customer, closed_through, updated_at)
@@ -285,6 +295,7 @@ def close_usage_through(
         FROM invoices i
         JOIN customers c ON c.tenant_id = i.tenant_id AND c.id = i.customer_id
         JOIN invoice_lines l ON l.tenant_id = i.tenant_id AND l.invoice_id = i.id AND l.kind = 'usage'
+                                 AND NOT l.provisional
         WHERE i.tenant_id = %(tenant)s AND i.id = %(invoice)s
         GROUP BY i.tenant_id, c.external_id
         ON CONFLICT (tenant_id, customer) DO UPDATE

@@ -204,6 +204,11 @@ class InvoiceResource(Resource):
     customer: str
     currency: str
     status: InvoiceStatus
+    billing_reason: Literal["period", "threshold"] = Field(
+        default="period",
+        description="period: the billing run's invoice; threshold: issued at once when usage passed a "
+        "subscription's billing threshold.",
+    )
     number: str | None = Field(description="From the tenant's gapless sequence, set when finalized.")
     through: datetime = Field(description="The moment the invoice was computed through.")
     period_start: datetime
@@ -238,6 +243,7 @@ def _invoice(invoice: store.InvoiceRow) -> InvoiceResource:
         customer=ids.format_id(ids.CUSTOMER, invoice.customer_id),
         currency=invoice.currency,
         status=InvoiceStatus(invoice.status),
+        billing_reason="threshold" if invoice.billing_reason == "threshold" else "period",
         number=invoice.number,
         through=invoice.through,
         period_start=invoice.period_start,

@@ -8,6 +8,8 @@ the customer's clock (a test clock's time for a customer on one). `effective` is
 recorded for later are listed at `GET /v1/subscriptions/{id}/scheduled_changes` and taken back
 before they take effect with `POST …/scheduled_changes/{sequence}/withdraw` (a new fact, too).
 Every write answers the subscription with the facts it appended (`recorded`).
+`POST /v1/subscriptions/{id}/billing_threshold` sets (or turns off, `amount_minor: null`) threshold
+billing, also settable at create (`billing_threshold`); each setting is a fact of its own.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import Field
+from pydantic import Field, StrictInt
 from sqlalchemy import Engine
 
 from tally.adapters import ids
@@ -39,6 +41,7 @@ from tally.app.create_subscription import SubscriptionInput, create_subscription
 from tally.app.migrate_subscriptions import Migration, migrate_subscriptions
 from tally.app.pause_subscription import pause_subscription
 from tally.app.resume_subscription import resume_subscription
+from tally.app.set_billing_threshold import ThresholdChange, set_billing_threshold
 from tally.app.unschedule_cancel import unschedule_cancel
 from tally.app.withdraw_scheduled_change import withdraw_scheduled_change
 from tally.bootstrap import Tally
@@ -72,6 +75,7 @@ for _code in (
     "change_dated_after_end",
     "change_already_withdrawn",
     "change_already_in_effect",
+    "subscription_must_not_have_ended",
 ):
     register_status(_code, 409)
 
@@ -149,6 +153,19 @@ class ItemsBody(ApiModel):
         )
 
 
+class BillingThresholdBody(ApiModel):
+    amount_minor: StrictInt | None = Field(
+        description="Invoice at once when the usage so far of a period under way reaches this many minor units "
+        "of the subscription's currency (after discounts, before credits and tax); null turns it off."
+    )
+    currency: str | None = Field(
+        default=None, max_length=32, description="Optional check: must be the subscription's currency."
+    )
+
+    def change(self) -> ThresholdChange:
+        return ThresholdChange(amount_minor=self.amount_minor, currency=self.currency)
+
+
 class CreateSubscription(ItemsBody):
     customer: str = Field(description="The customer (`cus_…`).")
     start_at: datetime | None = Field(default=None, description="Default: the customer's now.")
@@ -158,6 +175,7 @@ class CreateSubscription(ItemsBody):
     anchor: AnchorBody = Field(default_factory=AnchorBody)
     proration_basis: ProrationBasis = Field(default=ProrationBasis.SECOND, description="second (default) or day.")
     metadata: dict[str, str] = Field(default_factory=dict, max_length=1000)
+    billing_threshold: BillingThresholdBody | None = Field(default=None, description="Threshold billing (off).")
 
 
 class ChangeItems(ItemsBody):
@@ -226,6 +244,12 @@ class TimelineEntryResource(ApiModel):
     )
 
 
+class BillingThresholdResource(ApiModel):
+    amount_minor: int = Field(description="Minor units of `currency`.")
+    currency: str
+    set_at: datetime = Field(description="The customer's clock when it was set; in force from then on.")
+
+
 class SubscriptionResource(Resource):
     object: Literal["subscription"] = "subscription"
     customer: str
@@ -242,6 +266,9 @@ class SubscriptionResource(Resource):
     anchor: AnchorBody
     proration_basis: str
     next_due_at: datetime | None = Field(description="Cached at the last write or clock advance: the next due event.")
+    billing_threshold: BillingThresholdResource | None = Field(
+        default=None, description="Threshold billing in force (null: off)."
+    )
     recorded: list[TimelineEntryResource] | None = Field(
         default=None,
         description="On a write's answer: the facts it appended (a cancel lists the changes it withdrew).",
@@ -336,6 +363,7 @@ def subscription_resource(
     subscription = view.subscription
     row, state, started = subscription.row, subscription.state, subscription.timeline.history.started
     origins = origins_of(subscription.entries)
+    threshold = subscription.billing_threshold
     return SubscriptionResource(
         id=ids.format_id(ids.SUBSCRIPTION, row.id),
         created_at=row.created_at,
@@ -354,6 +382,11 @@ def subscription_resource(
         anchor=AnchorBody(kind=started.anchor.kind, day_of_month=started.anchor.day_of_month),
         proration_basis=started.proration_basis.value,
         next_due_at=row.next_due_at,
+        billing_threshold=None
+        if threshold is None or threshold.amount_minor is None
+        else BillingThresholdResource(
+            amount_minor=threshold.amount_minor, currency=threshold.currency, set_at=threshold.recorded_at
+        ),
         recorded=None if recorded is None else [timeline_entry_resource(entry) for entry in recorded],
     )
 
@@ -464,6 +497,7 @@ def create(
             anchor=BillingAnchor(body.anchor.kind, body.anchor.day_of_month),
             proration_basis=body.proration_basis,
             metadata=body.metadata,
+            billing_threshold=None if body.billing_threshold is None else body.billing_threshold.change(),
         ),
     )
     return _written(created)
@@ -602,6 +636,25 @@ def change(
     )
     return _written(
         change_subscription_items(tally.engine, tally.clock, principal.tenant_id, _subscription_id(id), items)
+    )
+
+
+@router.post(
+    "/{id}/billing_threshold", response_model=SubscriptionResource, summary="Set or turn off threshold billing"
+)
+def billing_threshold(
+    id: str,
+    body: BillingThresholdBody,
+    principal: Principal = require_scope("admin"),
+    tally: Tally = Depends(get_tally),
+) -> SubscriptionResource:
+    """Records the setting as a new fact, in force from the customer's now: when the usage so far of a
+    period under way (after discounts) reaches `amount_minor`, it is invoiced at once and the period's
+    invoice bills only the rest. Setting what is in force already records nothing."""
+    subscription_id = _subscription_id(id)
+    set_billing_threshold(tally.engine, tally.clock, principal.tenant_id, subscription_id, body.change())
+    return subscription_resource(
+        subscription_queries.get_subscription(tally.engine, tally.clock, principal.tenant_id, subscription_id)
     )
 
 

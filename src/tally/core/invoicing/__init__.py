@@ -48,9 +48,20 @@ from tally.core.invoicing.postings import (
 )
 from tally.core.invoicing.proposal import InvoiceTotals, Proposal, propose
 from tally.core.invoicing.tax import CustomerTaxRates, TaxCalculator, TaxLine, TaxRate, TaxRateTable, TaxRequest
+from tally.core.invoicing.thresholds import (
+    THRESHOLD_MINOR_MAX,
+    BillingThreshold,
+    ThresholdAccrual,
+    ThresholdDecision,
+    check_threshold_amount,
+    check_threshold_currency,
+    decide_threshold_invoice,
+)
 
 __all__ = [
+    "THRESHOLD_MINOR_MAX",
     "BilledLine",
+    "BillingThreshold",
     "Coupon",
     "CouponDuration",
     "CreditApplication",
@@ -89,14 +100,19 @@ __all__ = [
     "TaxRate",
     "TaxRateTable",
     "TaxRequest",
+    "ThresholdAccrual",
+    "ThresholdDecision",
     "UsageReading",
     "burn_down",
+    "check_threshold_amount",
+    "check_threshold_currency",
     "credit_note_issued",
     "credits_applied",
     "credits_expired",
     "credits_granted",
     "customer_balance_applied",
     "customer_balance_credited",
+    "decide_threshold_invoice",
     "draft_invoice",
     "expire_grants",
     "finalize",

@@ -97,6 +97,13 @@ class Proposal:
 
 def propose(context: InvoiceContext) -> Proposal:
     """The invoice `context` calls for now: only what is not billed yet (see the module's steps)."""
+    lines, info = reconciled_lines(context)
+    return settle_lines(context, lines, info)
+
+
+def reconciled_lines(context: InvoiceContext) -> tuple[list[InvoiceLine], dict[LineKey, ChargeInfo]]:
+    """Steps 1–4: every line the context calls for (the difference per key), with what credits and
+    postings need to know of each charge. `settle_lines` turns (a selection of) them into a proposal."""
     computed = charges(context)
     info: dict[LineKey, ChargeInfo] = dict(computed.info)
     expected: dict[LineKey, ExpectedLine] = {}
@@ -157,7 +164,7 @@ def propose(context: InvoiceContext) -> Proposal:
         raise Rejected.because(
             "invoice_lines_exceed_limit", f"more than LINES_MAX = {LINES_MAX} lines; bill in shorter steps", "lines"
         )
-    return _settle(context, lines, info)
+    return lines, info
 
 
 def _coupon_spans(context: InvoiceContext) -> dict[tuple[str, str], CouponSpan]:
@@ -215,7 +222,8 @@ def _reconcile(
     return lines
 
 
-def _settle(context: InvoiceContext, lines: list[InvoiceLine], info: dict[LineKey, ChargeInfo]) -> Proposal:
+def settle_lines(context: InvoiceContext, lines: list[InvoiceLine], info: dict[LineKey, ChargeInfo]) -> Proposal:
+    """Steps 5–7 on `lines`: credits, tax and the customer's balance, and the totals."""
     nets: dict[LineKey, int] = {}
     products: dict[LineKey, str] = {}
     for line in lines:

@@ -17,6 +17,19 @@ from tally.core.invoicing.credits import (
     expire_grants,
 )
 from tally.core.invoicing.discounts import Coupon, CouponDuration, DurationKind, Redemption, redeem
+from tally.core.invoicing.late_usage import (
+    BEYOND_HORIZON,
+    LATE_USAGE_POLICY_DEFAULT,
+    NO_CHANGE,
+    LateCredit,
+    LateFlag,
+    LateUsagePolicy,
+    LateUsageSplit,
+    Reconciled,
+    flag_resolutions,
+    parse_late_usage_policy,
+    reconcile,
+)
 from tally.core.invoicing.lifecycle import (
     CreditNote,
     CreditNoteOutcome,
@@ -50,6 +63,9 @@ from tally.core.invoicing.proposal import InvoiceTotals, Proposal, propose
 from tally.core.invoicing.tax import CustomerTaxRates, TaxCalculator, TaxLine, TaxRate, TaxRateTable, TaxRequest
 
 __all__ = [
+    "BEYOND_HORIZON",
+    "LATE_USAGE_POLICY_DEFAULT",
+    "NO_CHANGE",
     "BilledLine",
     "Coupon",
     "CouponDuration",
@@ -72,6 +88,10 @@ __all__ = [
     "InvoiceState",
     "InvoiceStatus",
     "InvoiceTotals",
+    "LateCredit",
+    "LateFlag",
+    "LateUsagePolicy",
+    "LateUsageSplit",
     "LineKey",
     "LineKind",
     "ManualPayment",
@@ -81,6 +101,7 @@ __all__ = [
     "PriceCap",
     "PriceRef",
     "Proposal",
+    "Reconciled",
     "Redemption",
     "ScopeKind",
     "SubscriptionBilling",
@@ -100,6 +121,7 @@ __all__ = [
     "draft_invoice",
     "expire_grants",
     "finalize",
+    "flag_resolutions",
     "invoice_finalized",
     "invoice_postings",
     "invoice_voided",
@@ -107,7 +129,9 @@ __all__ = [
     "line_account",
     "manual_payment_recorded",
     "mark_uncollectible",
+    "parse_late_usage_policy",
     "propose",
+    "reconcile",
     "record_payment",
     "redeem",
     "reversed_posting",

@@ -19,14 +19,14 @@ lines to reconcile.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from tally.core.invoicing.charges import ChargeInfo, charge_info_for, charges
 from tally.core.invoicing.commitments import true_up_lines
 from tally.core.invoicing.context import InvoiceContext
-from tally.core.invoicing.credits import CreditApplication, CreditDemand, burn_down
+from tally.core.invoicing.credits import CreditApplication, CreditDemand, GrantBalance, burn_down
 from tally.core.invoicing.discounts import DiscountableCharge, discount_lines
 from tally.core.invoicing.lines import (
     CHARGE_KINDS,
@@ -97,6 +97,12 @@ class Proposal:
 
 def propose(context: InvoiceContext) -> Proposal:
     """The invoice `context` calls for now: only what is not billed yet (see the module's steps)."""
+    lines, info = reconciled_lines(context)
+    return settle_lines(context, lines, info)
+
+
+def reconciled_lines(context: InvoiceContext) -> tuple[list[InvoiceLine], dict[LineKey, ChargeInfo]]:
+    """Steps 1–4: the lines `context` calls for now, and what each charge key is (for steps 5–7)."""
     computed = charges(context)
     info: dict[LineKey, ChargeInfo] = dict(computed.info)
     expected: dict[LineKey, ExpectedLine] = {}
@@ -157,7 +163,7 @@ def propose(context: InvoiceContext) -> Proposal:
         raise Rejected.because(
             "invoice_lines_exceed_limit", f"more than LINES_MAX = {LINES_MAX} lines; bill in shorter steps", "lines"
         )
-    return _settle(context, lines, info)
+    return lines, info
 
 
 def _reconcile(
@@ -202,7 +208,19 @@ def _reconcile(
     return lines
 
 
-def _settle(context: InvoiceContext, lines: list[InvoiceLine], info: dict[LineKey, ChargeInfo]) -> Proposal:
+def settle_lines(
+    context: InvoiceContext,
+    lines: Sequence[InvoiceLine],
+    info: dict[LineKey, ChargeInfo],
+    *,
+    grants: Sequence[GrantBalance] | None = None,
+    balance_minor: int | None = None,
+) -> Proposal:
+    """Steps 5–7 for `lines` (some or all of `reconciled_lines`): credits, tax and the customer's
+    balance. `grants` and `balance_minor` default to the context's; a second invoice computed in the
+    same run passes what the first one left, so the two never count on the same credits."""
+    grants = context.grants if grants is None else grants
+    balance_minor = context.customer_balance_minor if balance_minor is None else balance_minor
     nets: dict[LineKey, int] = {}
     products: dict[LineKey, str] = {}
     for line in lines:
@@ -226,7 +244,7 @@ def _settle(context: InvoiceContext, lines: list[InvoiceLine], info: dict[LineKe
                 amount_minor=nets[base],
             )
         )
-    credits = burn_down(context.grants, demands, currency=context.currency, at=context.through)
+    credits = burn_down(grants, demands, currency=context.currency, at=context.through)
     paid = credits.by_line()
     after_credits = [(base, products.get(base, ""), nets[base] - paid.get(base, 0)) for base in order]
     taxable = [TaxableLine(key=base, product=product, amount_minor=net) for base, product, net in after_credits]
@@ -241,7 +259,7 @@ def _settle(context: InvoiceContext, lines: list[InvoiceLine], info: dict[LineKe
     discount = _sum(line.amount_minor for line in lines if line.key.kind is LineKind.DISCOUNT)
     tax_minor = _sum(line.amount_minor for line in tax)
     total = subtotal + discount - credits.money_minor + tax_minor
-    balance_applied = min(context.customer_balance_minor, max(0, total))
+    balance_applied = min(balance_minor, max(0, total))
     totals = InvoiceTotals(
         subtotal_minor=subtotal,
         discount_minor=discount,

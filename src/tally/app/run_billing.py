@@ -489,6 +489,7 @@ def _bill_chunk_locked(  # noqa: PLR0917 - the transaction's parts, then the chu
             # Credit notes post to the ledger, which may refuse (a floor): billed on its own after
             # the chunk, so a refusal is this customer's alone.
             deferred.append(customer_id)
+            outcome[customer_id] = CustomerRun(tenant_id, customer_id, None, created=False, changed=False, lines=0)
             continue
         decisions.append(decision)
         recorded.append((customer_id, ready.through, gathered.next_due_at))

@@ -21,7 +21,7 @@ The customer is named in the core and the ledger by its external id (the id its 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -37,6 +37,7 @@ from tally.adapters.postgres import billing_batches as batches
 from tally.adapters.postgres import customers as customer_store
 from tally.adapters.postgres import invoices as store
 from tally.adapters.postgres import invoicing_terms as term_store
+from tally.adapters.postgres import late_usage as late_store
 from tally.adapters.postgres import meters as meter_store
 from tally.adapters.postgres import subscriptions as subscription_store
 from tally.adapters.postgres.connections import RetryRequested, run_in_transaction
@@ -45,13 +46,21 @@ from tally.app._subscription_write import origins_of, timeline_of
 from tally.app.customer_clock import clock_for_customer
 from tally.app.event_store import EventStore
 from tally.app.ledger_accounts import ensure_accounts
+from tally.app.tenant_billing_settings import billing_settings_in
 from tally.core import money
 from tally.core.invoicing import (
     BilledLine,
+    CreditNote,
+    CreditNoteReason,
     CustomerTaxRates,
     InvoiceContext,
+    InvoiceLine,
     InvoiceState,
     InvoiceStatus,
+    LateCredit,
+    LateFlag,
+    LateUsagePolicy,
+    LateUsageSplit,
     LineKind,
     PriceRef,
     Proposal,
@@ -59,9 +68,12 @@ from tally.core.invoicing import (
     TaxRate,
     TaxRateTable,
     UsageReading,
+    credit_note_issued,
     draft_invoice,
+    flag_resolutions,
     invoice_postings,
-    propose,
+    issue_credit_note,
+    reconcile,
 )
 from tally.core.invoicing.postings import BALANCE_ACCOUNT
 from tally.core.ledger.model import Entry, TransactionKind, TransactionSpec
@@ -551,6 +563,8 @@ def decide_draft(
     now: datetime,
     draft: store.InvoiceRow | None,
     stored: Sequence[store.LineRow],
+    *,
+    billing_reason: str = "period",
 ) -> DraftWrite:
     """The write that brings `draft` (with its `stored` lines; None: no draft) to `proposal`. An
     identical proposal writes nothing."""
@@ -577,7 +591,12 @@ def decide_draft(
     applied = Applied(invoice_id, created=draft is None, changed=True, lines=count)
     if draft is None:
         inserted = batches.NewDraft(
-            invoice_id=invoice_id, customer_id=customer_id, currency=currency, fields=fields, now=now
+            invoice_id=invoice_id,
+            customer_id=customer_id,
+            currency=currency,
+            fields=fields,
+            now=now,
+            billing_reason=billing_reason,
         )
         return DraftWrite(applied, inserted=inserted, lines=lines)
     return DraftWrite(applied, lines_removed_from=draft.id, updated=(draft.id, fields, now), lines=lines)
@@ -600,32 +619,226 @@ def write_drafts(connection: Connection, tenant_id: uuid.UUID, writes: Sequence[
         raise RetryRequested from violation
 
 
-def apply_proposal(
+PERIOD = "period"
+LATE_USAGE = "late_usage"  # the extra invoice of late usage (`LateUsagePolicy.SEPARATE`)
+DRAFT_REASONS = (PERIOD, LATE_USAGE)
+DraftsByPurpose = Mapping[str, tuple[store.InvoiceRow | None, Sequence[store.LineRow]]]
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerDecision:
+    """What one customer's run decided: its regular draft, its late-usage draft (empty unless the
+    tenant's policy is `separate`), and the late-usage credit notes to issue."""
+
+    customer: customer_store.CustomerRow
+    context: InvoiceContext
+    split: LateUsageSplit
+    regular: DraftWrite
+    late: DraftWrite
+
+    @property
+    def writes(self) -> tuple[DraftWrite, DraftWrite]:
+        return (self.regular, self.late)
+
+
+def creditable_of(connection: Connection, tenant_id: uuid.UUID, invoice_ids: Sequence[str]) -> dict[str, int]:
+    """What each finalized invoice can still credit (a void or unknown one: nothing), each locked
+    until the transaction ends, as a credit note locks it."""
+    found: dict[str, int] = {}
+    for invoice_id in invoice_ids:
+        row = store.get_invoice(connection, tenant_id, uuid.UUID(invoice_id), for_update=True)
+        if row is not None and row.status in {"open", "paid", "uncollectible"}:
+            found[invoice_id] = sum(int(amount) for _, amount in row.creditable)
+    return found
+
+
+def decide_customer(
+    connection: Connection,
+    tenant_id: uuid.UUID,
+    gathered: Gathered,
+    policy: LateUsagePolicy,
+    drafts: DraftsByPurpose,
+) -> CustomerDecision:
+    """Reconcile, split the lines by the tenant's late usage policy, and decide both drafts' writes."""
+    reconciled = reconcile(gathered.context)
+    creditable: dict[str, int] = {}
+    if policy is LateUsagePolicy.SEPARATE:
+        wanted = reconciled.credit_invoices()
+        if wanted:
+            creditable = creditable_of(connection, tenant_id, wanted)
+    split = reconciled.split(policy, creditable)
+    customer_id, through = gathered.customer.id, gathered.context.through
+    regular = decide_draft(customer_id, split.regular, through, *drafts.get(PERIOD, (None, [])))
+    late = decide_draft(
+        customer_id, split.extra, through, *drafts.get(LATE_USAGE, (None, [])), billing_reason=LATE_USAGE
+    )
+    return CustomerDecision(gathered.customer, gathered.context, split, regular, late)
+
+
+@dataclass(frozen=True, slots=True)
+class LateSettled:
+    credit_notes: tuple[uuid.UUID, ...]
+    flags_resolved: int
+
+
+def settle_late_usage(
+    engine: Engine,
+    clock: Clock,
+    connection: Connection,
+    tenant_id: uuid.UUID,
+    *,
+    decision: CustomerDecision,
+    flags: Sequence[late_store.FlagRow],
+) -> LateSettled:
+    """After the drafts are written: issue the late-usage credit notes (each with its lines), then
+    resolve the customer's open `late_usage` flags by where the lines of their periods went. In the
+    caller's transaction, under the customer's lock."""
+    now = decision.context.through
+    placed: list[tuple[InvoiceLine, str]] = []
+    for write, lines in ((decision.regular, decision.split.regular.lines), (decision.late, decision.split.extra.lines)):
+        if write.applied.invoice_id is not None:
+            placed.extend((line, f"invoice:{write.applied.invoice_id}") for line in lines)
+    notes: list[uuid.UUID] = []
+    for credit in decision.split.credits:
+        note_id = _issue_late_credit(engine, clock, connection, tenant_id, decision.customer, credit, now)
+        notes.append(note_id)
+        placed.extend((line, f"credit_note:{note_id}") for line in credit.lines)
+    resolved = 0
+    if flags:
+        answers = flag_resolutions(decision.context, [LateFlag(str(flag.id), flag.timestamp) for flag in flags], placed)
+        resolved = late_store.resolve(
+            connection, tenant_id, [(uuid.UUID(flag), resolution) for flag, resolution in answers.items()], now
+        )
+    return LateSettled(tuple(notes), resolved)
+
+
+def _issue_late_credit(  # noqa: PLR0917 - the transaction's parts, then what to credit
+    engine: Engine,
+    clock: Clock,
     connection: Connection,
     tenant_id: uuid.UUID,
     customer: customer_store.CustomerRow,
-    proposal: Proposal,
+    credit: LateCredit,
     now: datetime,
-) -> Applied:
-    """Bring the customer's draft to `proposal`; the caller holds the customer's lock."""
-    draft = store.draft_of(connection, tenant_id, customer.id, proposal.currency.code)
-    stored = store.lines_of(connection, draft.id) if draft is not None else []
-    write = decide_draft(customer.id, proposal, now, draft, stored)
-    write_drafts(connection, tenant_id, [write])
-    return write.applied
+) -> uuid.UUID:
+    """A `late_usage` credit note against the invoice that billed the periods, carrying the lines,
+    as `issue_invoice_credit_note` issues one (the same posting, row and settlement)."""
+    invoice_id = uuid.UUID(credit.invoice_id)
+    invoice = store.get_invoice(connection, tenant_id, invoice_id, for_update=True)
+    if invoice is None:  # pragma: no cover - `creditable_of` found it under the same lock
+        raise InvariantViolation("a late-usage credit note against an invoice that vanished")
+    unit = customer_unit(connection, tenant_id, invoice.currency)
+    note_id = new_id()
+    outcome = issue_credit_note(
+        state_of(invoice, unit),
+        CreditNote(
+            credit_note_id=str(note_id),
+            amount_minor=credit.amount_minor,
+            reason=CreditNoteReason.LATE_USAGE,
+            memo=f"late usage: {len(credit.lines)} line(s) for periods this invoice billed",
+        ),
+    )
+    posting = credit_note_issued(customer.external_id, unit, outcome)
+    (transaction_id,) = post_in(
+        engine,
+        connection,
+        clock,
+        tenant_id,
+        [posting],
+        key_prefix=f"credit_note:{note_id}",
+        effective_at=now,
+        reference=f"invoice:{invoice_id}",
+    )
+    store.insert_credit_note(
+        connection,
+        tenant_id,
+        customer.id,
+        invoice.currency,
+        store.CreditNoteRow(
+            id=note_id,
+            invoice_id=invoice_id,
+            amount_minor=credit.amount_minor,
+            against_due_minor=outcome.against_due_minor,
+            to_balance_minor=outcome.to_balance_minor,
+            reason=outcome.credit_note.reason.value,
+            memo=outcome.credit_note.memo,
+            by_account=[[code, amount] for code, amount in outcome.by_account],
+            issued_at=now,
+            ledger_transaction_id=transaction_id,
+        ),
+    )
+    state = outcome.state
+    store.settle_invoice(
+        connection,
+        invoice_id,
+        store.Settlement(
+            status=state.status.value,
+            amount_paid_minor=state.amount_paid_minor,
+            amount_credited_minor=state.amount_credited_minor,
+            credited_against_due_minor=state.credited_against_due_minor,
+            creditable=[[code, amount] for code, amount in state.creditable],
+            now=now,
+        ),
+    )
+    try:
+        store.insert_credit_note_lines(
+            connection,
+            tenant_id,
+            credit_note_id=note_id,
+            customer_id=customer.id,
+            currency=invoice.currency,
+            lines=credit.lines,
+            line_ids=new_ids(len(credit.lines)),
+            now=now,
+        )
+    except errors.UniqueViolation as violation:
+        raise RetryRequested from violation
+    return note_id
+
+
+def drafts_in(connection: Connection, tenant_id: uuid.UUID, customer_id: uuid.UUID, currency: str) -> DraftsByPurpose:
+    found: dict[str, tuple[store.InvoiceRow | None, Sequence[store.LineRow]]] = {}
+    for billing_reason in DRAFT_REASONS:
+        draft = store.draft_of(connection, tenant_id, customer_id, currency, billing_reason)
+        if draft is not None:
+            found[billing_reason] = (draft, store.lines_of(connection, draft.id))
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class Billed:
+    gathered: Gathered
+    applied: Applied  # the regular draft
+    late_applied: Applied  # the late-usage draft
+    late: LateSettled
 
 
 def bill_locked(
-    connection: Connection, event_store: EventStore, tenant_id: uuid.UUID, customer_id: uuid.UUID, through: datetime
-) -> tuple[Gathered, Applied] | None:
-    """Bring the customer's draft up to what is due through `through`; the caller holds the customer's
-    lock. None for a customer without a currency."""
+    connection: Connection,
+    event_store: EventStore,
+    tenant_id: uuid.UUID,
+    customer_id: uuid.UUID,
+    through: datetime,
+    *,
+    engine: Engine,
+    clock: Clock,
+) -> Billed | None:
+    """Bring the customer's drafts up to what is due through `through`, issue late-usage credit
+    notes and resolve late usage flags; the caller holds the customer's lock. None for a customer
+    without a currency."""
     gathered = gather(connection, event_store, tenant_id, customer_id, through)
     if gathered is None:
         return None
-    applied = apply_proposal(connection, tenant_id, gathered.customer, propose(gathered.context), through)
+    policy = billing_settings_in(connection, tenant_id).late_usage_policy
+    drafts = drafts_in(connection, tenant_id, customer_id, gathered.context.currency.code)
+    decision = decide_customer(connection, tenant_id, gathered, policy, drafts)
+    write_drafts(connection, tenant_id, decision.writes)
+    flags = late_store.open_flags_of(connection, tenant_id, [gathered.customer.external_id])
+    late = settle_late_usage(
+        engine, clock, connection, tenant_id, decision=decision, flags=flags.get(gathered.customer.external_id, [])
+    )
     batches.record_customer_runs(connection, tenant_id, [(customer_id, through, gathered.next_due_at)])
-    return gathered, applied
+    return Billed(gathered, decision.regular.applied, decision.late.applied, late)
 
 
 # ----- settle: state and postings ---------------------------------------------------------------------

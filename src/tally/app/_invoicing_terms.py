@@ -256,8 +256,11 @@ def expire_due(
         )
         expiries.append(expiry)
     if expiries and refresh is not None and here.customer.currency is not None:
-        draft = invoice_store.draft_of(connection, here.tenant_id, here.customer.id, here.customer.currency)
-        if draft is not None:
+        drafts = [
+            invoice_store.draft_of(connection, here.tenant_id, here.customer.id, here.customer.currency, billing_reason)
+            for billing_reason in ("period", "late_usage")
+        ]
+        if any(draft is not None for draft in drafts):
             try:
                 with connection.transaction():
                     refresh(connection, here.tenant_id, here.customer.id, here.now)
@@ -270,12 +273,12 @@ def expire_due(
 
 
 def event_store_refresh(
-    event_store: EventStore,
+    event_store: EventStore, engine: Engine, clock: Clock
 ) -> Callable[[Connection, uuid.UUID, uuid.UUID, datetime], object]:
-    """The billing run's own refresh of one customer's draft, with this event store."""
+    """The billing run's own refresh of one customer's drafts, with this event store."""
     from tally.app._invoicing import bill_locked
 
     def refresh(connection: Connection, tenant_id: uuid.UUID, customer_id: uuid.UUID, through: datetime) -> object:
-        return bill_locked(connection, event_store, tenant_id, customer_id, through)
+        return bill_locked(connection, event_store, tenant_id, customer_id, through, engine=engine, clock=clock)
 
     return refresh

@@ -25,7 +25,7 @@ def end_credit_grant(engine: Engine, clock: Clock, tenant_id: uuid.UUID, grant_i
         found = store.get_grant(connection, tenant_id, grant_id)
     if found is None:
         raise Rejected.because("credit_grant_not_found", "no such credit grant", "id")
-    refresh = event_store_refresh(open_event_store(engine))
+    refresh = event_store_refresh(open_event_store(engine), engine, clock)
 
     def act(here: Locked) -> store.GrantRow:
         grant = store.get_grant(here.connection, tenant_id, grant_id)

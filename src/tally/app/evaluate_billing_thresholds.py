@@ -245,7 +245,7 @@ def _evaluate_locked(  # noqa: PLR0917 - one transaction's context, spelled out
         raise RuntimeError("threshold invoice or customer vanished")
     finalize_locked(Settling(engine, connection, clock, tenant_id, invoice, customer, proposal.currency, now))
     # What is billed changed under the customer's draft: bring it up to date in the same transaction.
-    bill_locked(connection, usage, tenant_id, customer_id, now)
+    bill_locked(connection, usage, tenant_id, customer_id, now, engine=engine, clock=clock)
     finalized = store.get_invoice(connection, tenant_id, invoice_id)
     if finalized is None:  # pragma: no cover - finalized invoices are never deleted
         raise RuntimeError("threshold invoice vanished")

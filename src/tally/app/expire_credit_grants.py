@@ -62,7 +62,7 @@ def expire_credit_grants(
     event_store: EventStore | None = None,
 ) -> ExpiryRun:
     """Expire the due grants of the given customers of `tenant_id`, or of every customer holding one."""
-    refresh = event_store_refresh(event_store or open_event_store(engine))
+    refresh = event_store_refresh(event_store or open_event_store(engine), engine, clock)
     if customer_ids is not None:
         if tenant_id is None:
             raise ValueError("customers are named within a tenant")

@@ -122,20 +122,24 @@ def finalize_due_invoices(
             grace_period=grace_period,
             limit=CUSTOMERS_PER_RUN_MAX,
         )
-    # The billing run keeps one draft per customer (in the customer's currency): refresh each
-    # customer once.
+    # The billing run keeps a customer's drafts (the regular one and the extra invoice of late usage,
+    # in the customer's currency) together: refresh each customer once.
     customers = list(dict.fromkeys((draft.tenant_id, draft.customer_id) for draft in found))
     results: list[CustomerFinalization] = []
     for pair_tenant, customer_id in customers:
         try:
-            result = _finalize_customer(engine, clock, pair_tenant, customer_id, grace_period=grace_period, usage=usage)
+            found_results = _finalize_customer(
+                engine, clock, pair_tenant, customer_id, grace_period=grace_period, usage=usage
+            )
         except Rejected as rejected:
             logger.warning(
                 "finalization refused for a customer",
                 extra={"tenant_id": str(pair_tenant), "customer_id": str(customer_id), "code": rejected.rejection.code},
             )
-            result = CustomerFinalization(pair_tenant, customer_id, Outcome.REFUSED, rejection=rejected.rejection)
-        results.append(result)
+            found_results = [
+                CustomerFinalization(pair_tenant, customer_id, Outcome.REFUSED, rejection=rejected.rejection)
+            ]
+        results.extend(found_results)
     return FinalizationRun(tuple(results))
 
 
@@ -147,11 +151,24 @@ def _finalize_customer(
     *,
     grace_period: timedelta,
     usage: EventStore,
-) -> CustomerFinalization:
+) -> list[CustomerFinalization]:
+    """One result per draft the refresh left: the regular one, then the extra invoice of late usage
+    (`separate` policy), each finalized once due."""
     refreshed = bill_customer(engine, clock, tenant_id, customer_id, event_store=usage)
-    invoice_id = refreshed.invoice_id
-    if invoice_id is None:
-        return CustomerFinalization(tenant_id, customer_id, Outcome.NO_DRAFT_AFTER_REFRESH)
+    drafts = [invoice_id for invoice_id in (refreshed.invoice_id, refreshed.late_invoice_id) if invoice_id is not None]
+    if not drafts:
+        return [CustomerFinalization(tenant_id, customer_id, Outcome.NO_DRAFT_AFTER_REFRESH)]
+    return [_finalize_draft(engine, clock, tenant_id, customer_id, invoice_id, grace_period) for invoice_id in drafts]
+
+
+def _finalize_draft(  # noqa: PLR0917 - whose draft, then the grace period
+    engine: Engine,
+    clock: Clock,
+    tenant_id: uuid.UUID,
+    customer_id: uuid.UUID,
+    invoice_id: uuid.UUID,
+    grace_period: timedelta,
+) -> CustomerFinalization:
     with psycopg_transaction(engine) as connection:
         closing_at = due_drafts.closing_moment(connection, invoice_id)
         now = clock_for_customer(connection, tenant_id, customer_id, system=clock).now()

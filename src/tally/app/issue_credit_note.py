@@ -5,7 +5,8 @@ what remains creditable), how much reduces what the customer still owes and how 
 balance. The `credit_note_issued` posting, the credit note row and the invoice's amounts are written
 in one transaction. Refusals: `invoice_must_be_finalized`, `invoice_is_void`,
 `credit_note_amount_must_be_positive`, `credit_note_exceeds_creditable_amount`,
-`credit_note_reason_unknown`, `memo_too_long`.
+`credit_note_reason_unknown`, `credit_note_reason_reserved` (`late_usage`: only the billing run
+issues those, with the lines they carry), `memo_too_long`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from tally.adapters.ids import new_id
 from tally.adapters.postgres import invoices as store
 from tally.app._invoicing import Settling, settle_invoice
 from tally.core.invoicing import CreditNote, CreditNoteReason, credit_note_issued, issue_credit_note
+from tally.core.rejections import Rejected
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -33,6 +35,13 @@ class CreditNoteInput:
 def issue_invoice_credit_note(
     engine: Engine, clock: Clock, tenant_id: uuid.UUID, invoice_id: uuid.UUID, note: CreditNoteInput
 ) -> tuple[store.InvoiceRow, store.CreditNoteRow]:
+    if note.reason == CreditNoteReason.LATE_USAGE:
+        raise Rejected.because(
+            "credit_note_reason_reserved",
+            "late_usage credit notes are issued by the billing run, with the lines they credit",
+            "reason",
+        )
+
     def act(settling: Settling) -> store.CreditNoteRow:
         note_id = new_id()
         outcome = issue_credit_note(

@@ -57,15 +57,30 @@ from tally.adapters.clock import Clock
 from tally.adapters.postgres import billing_batches as batches
 from tally.adapters.postgres import customers as customer_store
 from tally.adapters.postgres import invoices as store
+from tally.adapters.postgres import late_usage as late_store
 from tally.adapters.postgres import subscriptions as subscription_store
 from tally.adapters.postgres.connections import RETRYABLE, RetryRequested, psycopg_transaction, run_in_transaction
 from tally.adapters.postgres.database import make_engine
 from tally.adapters.postgres.usage import PostgresEventStore
-from tally.app._invoicing import BillingReads, Prepared, bill_locked, decide_draft, prepare, write_drafts
+from tally.app._invoicing import (
+    LATE_USAGE,
+    PERIOD,
+    Applied,
+    BillingReads,
+    CustomerDecision,
+    LateSettled,
+    Prepared,
+    bill_locked,
+    decide_customer,
+    prepare,
+    settle_late_usage,
+    write_drafts,
+)
 from tally.app.customer_clock import clock_for_customer
 from tally.app.event_store import EventStore, open_event_store
+from tally.app.tenant_billing_settings import billing_settings_in
 from tally.app.test_clock_hooks import ClockAdvance, register_advance_hook
-from tally.core.invoicing import BilledLine, propose
+from tally.core.invoicing import BilledLine
 from tally.core.invoicing.postings import BALANCE_ACCOUNT
 from tally.core.metering.aggregation import assemble
 from tally.core.metering.usage import UsageQuery, UsageResult
@@ -104,6 +119,11 @@ class CustomerRun:
     changed: bool
     lines: int
     rejection: Rejection | None = None
+    # Late usage (tally.core.invoicing.late_usage): the customer's extra invoice draft after the run
+    # (`separate` policy), the credit notes issued, and the `late_usage` flags resolved.
+    late_invoice_id: uuid.UUID | None = None
+    credit_notes: tuple[uuid.UUID, ...] = ()
+    flags_resolved: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,20 +153,28 @@ def bill_customer(
     def work(connection: psycopg.Connection[Any]) -> CustomerRun:
         store.lock_customer(connection, tenant_id, customer_id)
         through = clock_for_customer(connection, tenant_id, customer_id, system=clock).now()
-        billed = bill_locked(connection, usage, tenant_id, customer_id, through)
+        billed = bill_locked(connection, usage, tenant_id, customer_id, through, engine=engine, clock=clock)
         if billed is None:
             return CustomerRun(tenant_id, customer_id, None, created=False, changed=False, lines=0)
-        _, applied = billed
-        return CustomerRun(
-            tenant_id,
-            customer_id,
-            applied.invoice_id,
-            created=applied.created,
-            changed=applied.changed,
-            lines=applied.lines,
-        )
+        return _customer_run(tenant_id, customer_id, billed.applied, billed.late_applied, billed.late)
 
     return run_in_transaction(engine, work)
+
+
+def _customer_run(
+    tenant_id: uuid.UUID, customer_id: uuid.UUID, applied: Applied, late_applied: Applied, late: LateSettled
+) -> CustomerRun:
+    return CustomerRun(
+        tenant_id,
+        customer_id,
+        applied.invoice_id,
+        created=applied.created,
+        changed=applied.changed or late_applied.changed or bool(late.credit_notes) or late.flags_resolved > 0,
+        lines=applied.lines,
+        late_invoice_id=late_applied.invoice_id,
+        credit_notes=late.credit_notes,
+        flags_resolved=late.flags_resolved,
+    )
 
 
 def default_jobs() -> int:
@@ -381,12 +409,22 @@ def _bill_chunk(
     ordered = sorted(customer_ids)
     try:
         with psycopg_transaction(engine) as connection:
-            return _bill_chunk_locked(connection, clock, event_store, tenant_id, ordered)
+            chunk, deferred = _bill_chunk_locked(engine, connection, clock, event_store, tenant_id, ordered)
+        if not deferred:
+            return chunk
+        alone = {run.customer_id: run for run in _bill_one_by_one(engine, clock, event_store, tenant_id, deferred)}
+        return [alone.get(run.customer_id, run) for run in chunk]
     except (*RETRYABLE, RetryRequested, errors.UniqueViolation) as failure:
         logger.warning(
             "billing chunk rolled back, billing its customers one by one",
             extra={"tenant_id": str(tenant_id), "customers": len(ordered), "error": type(failure).__name__},
         )
+    return _bill_one_by_one(engine, clock, event_store, tenant_id, ordered)
+
+
+def _bill_one_by_one(
+    engine: Engine, clock: Clock, event_store: EventStore, tenant_id: uuid.UUID, ordered: Sequence[uuid.UUID]
+) -> list[CustomerRun]:
     runs: list[CustomerRun] = []
     for customer_id in ordered:
         try:
@@ -396,13 +434,16 @@ def _bill_chunk(
     return runs
 
 
-def _bill_chunk_locked(
+def _bill_chunk_locked(  # noqa: PLR0917 - the transaction's parts, then the chunk
+    engine: Engine,
     connection: psycopg.Connection[Any],
     clock: Clock,
     event_store: EventStore,
     tenant_id: uuid.UUID,
     ordered: Sequence[uuid.UUID],
-) -> list[CustomerRun]:
+) -> tuple[list[CustomerRun], list[uuid.UUID]]:
+    """The chunk's runs in `ordered` order, and the customers deferred to be billed on their own
+    (those with late-usage credit notes to issue: their entry in the runs is a placeholder)."""
     batches.lock_customers(connection, tenant_id, ordered)
     now = clock.now()  # read once the locks are held, as `bill_customer` reads it
     reads = ChunkReads(connection, tenant_id, ordered)
@@ -423,35 +464,52 @@ def _bill_chunk_locked(
     queries = [query for _, ready in prepared for query in ready.queries()]
     answers = usage_of_chunk(connection, event_store, tenant_id, queries)
     drafts = batches.drafts_of(connection, tenant_id, [customer_id for customer_id, _ in prepared])
-    writes = []
+    policy = billing_settings_in(connection, tenant_id).late_usage_policy
+    decisions: list[CustomerDecision] = []
     recorded: list[tuple[uuid.UUID, datetime, datetime | None]] = []
+    deferred: list[uuid.UUID] = []
     offset = 0
     for customer_id, ready in prepared:
         count = sum(len(need.windows) for need in ready.needs)
         mine = answers[offset : offset + count]
         offset += count
+        currency = ready.currency.code
+        mine_drafts = {
+            billing_reason: drafts[(customer_id, currency, billing_reason)]
+            for billing_reason in (PERIOD, LATE_USAGE)
+            if (customer_id, currency, billing_reason) in drafts
+        }
         try:
             gathered = ready.complete(mine)
-            proposal = propose(gathered.context)
+            decision = decide_customer(connection, tenant_id, gathered, policy, mine_drafts)
         except Rejected as rejected:
             outcome[customer_id] = _refused(tenant_id, customer_id, rejected.rejection)
             continue
-        draft, stored = drafts.get((customer_id, proposal.currency.code), (None, []))
-        write = decide_draft(customer_id, proposal, ready.through, draft, stored)
-        writes.append(write)
+        if decision.split.credits:
+            # Credit notes post to the ledger, which may refuse (a floor): billed on its own after
+            # the chunk, so a refusal is this customer's alone.
+            deferred.append(customer_id)
+            outcome[customer_id] = CustomerRun(tenant_id, customer_id, None, created=False, changed=False, lines=0)
+            continue
+        decisions.append(decision)
         recorded.append((customer_id, ready.through, gathered.next_due_at))
-        applied = write.applied
-        outcome[customer_id] = CustomerRun(
+    write_drafts(connection, tenant_id, [write for decision in decisions for write in decision.writes])
+    externals = [decision.customer.external_id for decision in decisions]
+    flags = late_store.open_flags_of(connection, tenant_id, externals)
+    for decision in decisions:
+        late = settle_late_usage(
+            engine,
+            clock,
+            connection,
             tenant_id,
-            customer_id,
-            applied.invoice_id,
-            created=applied.created,
-            changed=applied.changed,
-            lines=applied.lines,
+            decision=decision,
+            flags=flags.get(decision.customer.external_id, []),
         )
-    write_drafts(connection, tenant_id, writes)
+        outcome[decision.customer.id] = _customer_run(
+            tenant_id, decision.customer.id, decision.regular.applied, decision.late.applied, late
+        )
     batches.record_customer_runs(connection, tenant_id, recorded)
-    return [outcome[customer_id] for customer_id in ordered]
+    return [outcome[customer_id] for customer_id in ordered], deferred
 
 
 def _on_advance(engine: Engine, advance: ClockAdvance) -> None:

@@ -15,6 +15,7 @@ from tally.cli import (
     events,
     invoices,
     jobs,
+    late_usage,
     ledger,
     meters,
     prices,
@@ -50,6 +51,7 @@ app.add_typer(credits.commitments_app, name="commitment")
 app.add_typer(credits.tax_rates_app, name="tax-rate")
 app.add_typer(subscriptions.app, name="subscriptions")
 app.add_typer(invoices.app, name="invoice")
+app.add_typer(late_usage.app, name="late-usage")
 server.register(app)
 worker.register(app)
 demo.register(app)

@@ -27,7 +27,7 @@ from tally.adapters.postgres.meters import READY
 from tally.adapters.postgres.rollups import compile_meter, matched_events_sql, pending_hours_sql
 from tally.adapters.postgres.subscriptions import RecordedEntry, decode_entry
 from tally.adapters.postgres.usage import _plan, _project_sql
-from tally.core.invoicing import BilledLine, InvoiceLine, LineKey, LineKind
+from tally.core.invoicing import BilledLine, InvoiceLine
 from tally.core.metering.aggregation import Cell
 from tally.core.metering.meters import AggregationKind
 from tally.core.metering.usage import UsageQuery
@@ -134,22 +134,17 @@ def billed_lines_of(
     """`invoices.billed_lines` of every customer, by (customer, currency)."""
     _check_chunk(customer_ids)
     rows = connection.execute(
-        """SELECT l.customer_id, l.currency, l.subscription_id, l.price_id, l.service_start, l.service_end,
-                  l.group_values, l.kind, l.reference, l.sequence, l.amount_minor, l.provisional
-           FROM invoice_lines l JOIN invoices i ON i.id = l.invoice_id
-           WHERE l.tenant_id = %s AND l.customer_id = ANY(%s) AND i.status <> 'draft'""",
-        (tenant_id, list(customer_ids)),
+        f"""SELECT l.customer_id, l.currency, {invoice_store.BILLED_LINE_COLUMNS}
+            FROM invoice_lines l JOIN invoices i ON i.id = l.invoice_id
+            WHERE l.tenant_id = %(tenant)s AND l.customer_id = ANY(%(ids)s) AND i.status <> 'draft'
+            UNION ALL
+            SELECT l.customer_id, l.currency, {invoice_store.CREDITED_LINE_COLUMNS} FROM credit_note_lines l
+            WHERE l.tenant_id = %(tenant)s AND l.customer_id = ANY(%(ids)s)""",
+        {"tenant": tenant_id, "ids": list(customer_ids)},
     ).fetchall()
     found: dict[tuple[uuid.UUID, str], list[BilledLine]] = defaultdict(list)
     for row in rows:
-        found[(row[0], row[1])].append(
-            BilledLine(
-                key=LineKey(row[2], row[3], row[4], row[5], tuple(row[6]), LineKind(row[7]), row[8]),
-                sequence=row[9],
-                amount_minor=row[10],
-                provisional=row[11],
-            )
-        )
+        found[(row[0], row[1])].append(invoice_store.billed_line(row[2:]))
     return found
 
 
@@ -225,12 +220,15 @@ def balances_of(
 
 def drafts_of(
     connection: Connection, tenant_id: uuid.UUID, customer_ids: Sequence[uuid.UUID]
-) -> dict[tuple[uuid.UUID, str], tuple[invoice_store.InvoiceRow, list[invoice_store.LineRow]]]:
-    """Each customer's drafts, by (customer, currency), with their lines in position order."""
+) -> dict[tuple[uuid.UUID, str, str], tuple[invoice_store.InvoiceRow, list[invoice_store.LineRow]]]:
+    """Each customer's drafts of the billing run (reason `period` or `late_usage`; a threshold
+    invoice is a draft only inside the transaction that finalizes it), by (customer, currency,
+    reason), with their lines in position order."""
     _check_chunk(customer_ids)
     rows = connection.execute(
         f"""SELECT {invoice_store.INVOICE_COLUMNS} FROM invoices
-            WHERE tenant_id = %s AND customer_id = ANY(%s) AND status = 'draft' AND billing_reason = 'period'""",
+            WHERE tenant_id = %s AND customer_id = ANY(%s) AND status = 'draft'
+              AND billing_reason IN ('period', 'late_usage')""",
         (tenant_id, list(customer_ids)),
     ).fetchall()
     drafts = [invoice_store.InvoiceRow(*row) for row in rows]
@@ -245,7 +243,9 @@ def drafts_of(
     for row in line_rows:
         line = invoice_store._line(row)
         lines[line.invoice_id].append(line)
-    return {(draft.customer_id, draft.currency): (draft, lines.get(draft.id, [])) for draft in drafts}
+    return {
+        (draft.customer_id, draft.currency, draft.billing_reason): (draft, lines.get(draft.id, [])) for draft in drafts
+    }
 
 
 # ----- usage: many customers' totals of one meter version in one statement ----------------------------
@@ -407,6 +407,7 @@ class NewDraft:
     currency: str
     fields: invoice_store.DraftFields
     now: datetime
+    billing_reason: str = "period"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -422,7 +423,7 @@ class NewLines:
 _DRAFT_COLUMNS = (
     "id, tenant_id, customer_id, currency, status, created_at, updated_at, through, period_start, period_end, "
     "subtotal_minor, discount_minor, credits_minor, tax_minor, total_minor, balance_applied_minor, "
-    "balance_credited_minor, amount_due_minor, tax, creditable, postings"
+    "balance_credited_minor, amount_due_minor, tax, creditable, postings, billing_reason"
 )
 
 
@@ -466,6 +467,7 @@ def insert_drafts(connection: Connection, tenant_id: uuid.UUID, drafts: Sequence
                     jsonb.dumps(fields.tax),
                     jsonb.dumps(fields.creditable),
                     jsonb.dumps(fields.postings),
+                    draft.billing_reason,
                 )
             )
 

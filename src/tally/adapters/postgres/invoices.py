@@ -60,7 +60,8 @@ class InvoiceRow:
     paid_at: datetime | None
     voided_at: datetime | None
     uncollectible_at: datetime | None
-    # `period` (the billing run's draft) or `threshold` (issued at once: usage passed a threshold).
+    # `period` (the billing run's draft), `threshold` (issued at once: usage passed a threshold) or
+    # `late_usage` (the extra invoice of late usage under the `separate` policy).
     billing_reason: str = "period"
 
     @property
@@ -145,14 +146,17 @@ def get_invoice(
     return InvoiceRow(*row) if row else None
 
 
-def draft_of(connection: Connection, tenant_id: uuid.UUID, customer_id: uuid.UUID, currency: str) -> InvoiceRow | None:
-    """The billing run's draft (a threshold invoice is a draft only inside the transaction that
-    finalizes it, and is never this one)."""
+def draft_of(
+    connection: Connection, tenant_id: uuid.UUID, customer_id: uuid.UUID, currency: str, billing_reason: str = "period"
+) -> InvoiceRow | None:
+    """The customer's draft of that reason: `period` (the billing run's) or `late_usage` (the extra
+    invoice of late usage). A threshold invoice is a draft only inside the transaction that
+    finalizes it."""
     row = connection.execute(
         f"""SELECT {INVOICE_COLUMNS} FROM invoices
             WHERE tenant_id = %s AND customer_id = %s AND currency = %s AND status = 'draft'
-              AND billing_reason = 'period'""",
-        (tenant_id, customer_id, currency),
+              AND billing_reason = %s""",
+        (tenant_id, customer_id, currency, billing_reason),
     ).fetchone()
     return InvoiceRow(*row) if row else None
 
@@ -417,23 +421,90 @@ def billed_lines(
     connection: Connection, tenant_id: uuid.UUID, customer_id: uuid.UUID, currency: str
 ) -> list[BilledLine]:
     """Every line of the customer's finalized invoices in `currency` (drafts are recomputed, not
-    reconciled; void invoices stay billed: a void forgives, it does not ask to bill again)."""
+    reconciled; void invoices stay billed: a void forgives, it does not ask to bill again), and every
+    line a late-usage credit note carries (credited is billed: negative)."""
     rows = connection.execute(
-        """SELECT l.subscription_id, l.price_id, l.service_start, l.service_end, l.group_values, l.kind, l.reference,
-                  l.sequence, l.amount_minor, l.provisional
-           FROM invoice_lines l JOIN invoices i ON i.id = l.invoice_id
-           WHERE l.tenant_id = %s AND l.customer_id = %s AND l.currency = %s AND i.status <> 'draft'""",
-        (tenant_id, customer_id, currency),
+        f"""SELECT {BILLED_LINE_COLUMNS} FROM invoice_lines l JOIN invoices i ON i.id = l.invoice_id
+            WHERE l.tenant_id = %(tenant)s AND l.customer_id = %(customer)s AND l.currency = %(currency)s
+              AND i.status <> 'draft'
+            UNION ALL
+            SELECT {CREDITED_LINE_COLUMNS} FROM credit_note_lines l
+            WHERE l.tenant_id = %(tenant)s AND l.customer_id = %(customer)s AND l.currency = %(currency)s""",
+        {"tenant": tenant_id, "customer": customer_id, "currency": currency},
     ).fetchall()
-    return [
-        BilledLine(
-            key=LineKey(row[0], row[1], row[2], row[3], tuple(row[4]), LineKind(row[5]), row[6]),
-            sequence=row[7],
-            amount_minor=row[8],
-            provisional=row[9],
-        )
-        for row in rows
-    ]
+    return [billed_line(row) for row in rows]
+
+
+# Billed lines as `billed_line` reads them, from invoice lines and from credit note lines.
+BILLED_LINE_COLUMNS = (
+    "l.subscription_id, l.price_id, l.service_start, l.service_end, l.group_values, l.kind, l.reference, "
+    "l.sequence, l.amount_minor, l.provisional, l.invoice_id"
+)
+CREDITED_LINE_COLUMNS = (
+    "l.subscription_id, l.price_id, l.service_start, l.service_end, l.group_values, l.kind, l.reference, "
+    "l.sequence, l.amount_minor, false, NULL::uuid"
+)
+
+
+def billed_line(row: Sequence[Any]) -> BilledLine:
+    return BilledLine(
+        key=LineKey(row[0], row[1], row[2], row[3], tuple(row[4]), LineKind(row[5]), row[6]),
+        sequence=row[7],
+        amount_minor=row[8],
+        provisional=row[9],
+        invoice_id="" if row[10] is None else str(row[10]),
+    )
+
+
+def insert_credit_note_lines(
+    connection: Connection,
+    tenant_id: uuid.UUID,
+    *,
+    credit_note_id: uuid.UUID,
+    customer_id: uuid.UUID,
+    currency: str,
+    lines: Sequence[InvoiceLine],
+    line_ids: Sequence[uuid.UUID],
+    now: datetime,
+) -> None:
+    """The late-usage lines a credit note carries (migration 0013). A key and sequence already on an
+    invoice line, or on another credit note, is refused by the database."""
+    with (
+        connection.cursor() as cursor,
+        cursor.copy(
+            """COPY credit_note_lines (id, tenant_id, credit_note_id, customer_id, currency, subscription_id, price_id,
+                   service_start, service_end, group_values, kind, reference, sequence, amount_minor,
+                   amount_minor_total, amount_minor_billed_prior, quantity, product, description, explanation,
+                   created_at) FROM STDIN"""
+        ) as copy,
+    ):
+        for line, line_id in zip(lines, line_ids, strict=True):
+            key = line.key
+            copy.write_row(
+                (
+                    line_id,
+                    tenant_id,
+                    credit_note_id,
+                    customer_id,
+                    currency,
+                    key.subscription_id,
+                    key.price_id,
+                    key.service_start,
+                    key.service_end,
+                    jsonb.dumps(key.group),
+                    key.kind.value,
+                    key.reference,
+                    line.sequence,
+                    line.amount_minor,
+                    line.amount_minor_total,
+                    line.amount_minor_billed_prior,
+                    line.explanation.quantity,
+                    line.product,
+                    line.description,
+                    jsonb.dumps(line.explanation.document()),
+                    now,
+                )
+            )
 
 
 # ----- payments and credit notes ----------------------------------------------------------------------

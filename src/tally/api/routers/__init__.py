@@ -22,6 +22,7 @@ ROUTERS: tuple[str, ...] = (
     # Before "invoices": its /invoices/export and /invoices/{id}.pdf must not be read as an invoice id.
     "invoice_documents",
     "invoices",
+    "late_usage",
     "ledger",
     "meters",
     "plans",

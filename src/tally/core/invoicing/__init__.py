@@ -17,6 +17,19 @@ from tally.core.invoicing.credits import (
     expire_grants,
 )
 from tally.core.invoicing.discounts import Coupon, CouponDuration, DurationKind, Redemption, redeem
+from tally.core.invoicing.late_usage import (
+    BEYOND_HORIZON,
+    LATE_USAGE_POLICY_DEFAULT,
+    NO_CHANGE,
+    LateCredit,
+    LateFlag,
+    LateUsagePolicy,
+    LateUsageSplit,
+    Reconciled,
+    flag_resolutions,
+    parse_late_usage_policy,
+    reconcile,
+)
 from tally.core.invoicing.lifecycle import (
     CreditNote,
     CreditNoteOutcome,
@@ -59,6 +72,9 @@ from tally.core.invoicing.thresholds import (
 )
 
 __all__ = [
+    "BEYOND_HORIZON",
+    "LATE_USAGE_POLICY_DEFAULT",
+    "NO_CHANGE",
     "THRESHOLD_MINOR_MAX",
     "BilledLine",
     "BillingThreshold",
@@ -83,6 +99,10 @@ __all__ = [
     "InvoiceState",
     "InvoiceStatus",
     "InvoiceTotals",
+    "LateCredit",
+    "LateFlag",
+    "LateUsagePolicy",
+    "LateUsageSplit",
     "LineKey",
     "LineKind",
     "ManualPayment",
@@ -92,6 +112,7 @@ __all__ = [
     "PriceCap",
     "PriceRef",
     "Proposal",
+    "Reconciled",
     "Redemption",
     "ScopeKind",
     "SubscriptionBilling",
@@ -116,6 +137,7 @@ __all__ = [
     "draft_invoice",
     "expire_grants",
     "finalize",
+    "flag_resolutions",
     "invoice_finalized",
     "invoice_postings",
     "invoice_voided",
@@ -123,7 +145,9 @@ __all__ = [
     "line_account",
     "manual_payment_recorded",
     "mark_uncollectible",
+    "parse_late_usage_policy",
     "propose",
+    "reconcile",
     "record_payment",
     "redeem",
     "reversed_posting",

@@ -72,6 +72,9 @@ class CreditNoteReason(StrEnum):
     PRODUCT_UNSATISFACTORY = "product_unsatisfactory"
     BILLING_ERROR = "billing_error"
     OTHER = "other"
+    # Issued by the billing run for late usage that charges less (`late_usage.py`), with the lines it
+    # carries; refused for a credit note issued by hand, which carries no lines.
+    LATE_USAGE = "late_usage"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

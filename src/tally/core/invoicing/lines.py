@@ -319,6 +319,9 @@ class BilledLine:
     # Billed from a progressive reading (usage so far in an open period): the period still needs
     # a closing reading.
     provisional: bool = False
+    # The invoice the line is on ("" when the caller does not say): where a late-usage credit note
+    # for the line's period is issued against.
+    invoice_id: str = ""
 
     def __post_init__(self) -> None:
         if isinstance(self.amount_minor, bool) or not isinstance(self.amount_minor, int):

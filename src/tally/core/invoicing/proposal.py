@@ -19,14 +19,14 @@ lines to reconcile.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from tally.core.invoicing.charges import ChargeInfo, charge_info_for, charges
 from tally.core.invoicing.commitments import true_up_lines
 from tally.core.invoicing.context import InvoiceContext
-from tally.core.invoicing.credits import CreditApplication, CreditDemand, burn_down
+from tally.core.invoicing.credits import CreditApplication, CreditDemand, GrantBalance, burn_down
 from tally.core.invoicing.discounts import CouponSpan, DiscountableCharge, coupon_span, discount_lines
 from tally.core.invoicing.lines import (
     CHARGE_KINDS,
@@ -222,8 +222,19 @@ def _reconcile(
     return lines
 
 
-def settle_lines(context: InvoiceContext, lines: list[InvoiceLine], info: dict[LineKey, ChargeInfo]) -> Proposal:
-    """Steps 5–7 on `lines`: credits, tax and the customer's balance, and the totals."""
+def settle_lines(
+    context: InvoiceContext,
+    lines: Sequence[InvoiceLine],
+    info: dict[LineKey, ChargeInfo],
+    *,
+    grants: Sequence[GrantBalance] | None = None,
+    balance_minor: int | None = None,
+) -> Proposal:
+    """Steps 5–7 for `lines` (some or all of `reconciled_lines`): credits, tax and the customer's
+    balance. `grants` and `balance_minor` default to the context's; a second invoice computed in the
+    same run passes what the first one left, so the two never count on the same credits."""
+    grants = context.grants if grants is None else grants
+    balance_minor = context.customer_balance_minor if balance_minor is None else balance_minor
     nets: dict[LineKey, int] = {}
     products: dict[LineKey, str] = {}
     for line in lines:
@@ -247,7 +258,7 @@ def settle_lines(context: InvoiceContext, lines: list[InvoiceLine], info: dict[L
                 amount_minor=nets[base],
             )
         )
-    credits = burn_down(context.grants, demands, currency=context.currency, at=context.through)
+    credits = burn_down(grants, demands, currency=context.currency, at=context.through)
     paid = credits.by_line()
     after_credits = [(base, products.get(base, ""), nets[base] - paid.get(base, 0)) for base in order]
     taxable = [TaxableLine(key=base, product=product, amount_minor=net) for base, product, net in after_credits]
@@ -262,7 +273,7 @@ def settle_lines(context: InvoiceContext, lines: list[InvoiceLine], info: dict[L
     discount = _sum(line.amount_minor for line in lines if line.key.kind is LineKind.DISCOUNT)
     tax_minor = _sum(line.amount_minor for line in tax)
     total = subtotal + discount - credits.money_minor + tax_minor
-    balance_applied = min(context.customer_balance_minor, max(0, total))
+    balance_applied = min(balance_minor, max(0, total))
     totals = InvoiceTotals(
         subtotal_minor=subtotal,
         discount_minor=discount,

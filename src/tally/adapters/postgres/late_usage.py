@@ -1,0 +1,106 @@
+"""`late_usage` flags in PostgreSQL (migrations 0002 and 0013): read, listed and resolved once.
+
+Ingest and event corrections write a flag (`events.flag_late_usage`) for usage that arrived or
+changed in a period already invoiced; the billing run resolves it in the transaction that bills or
+credits the difference. A resolved flag is frozen by a trigger.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+from tally.adapters.pagination import Page, PageRequest
+from tally.adapters.postgres.pagination import keyset_rows
+
+Connection = psycopg.Connection[Any]
+
+# Open flags one billing run resolves per customer; more are resolved by the runs after it (a run
+# that leaves some open reports them, and the integrity check finds flags left too long).
+OPEN_FLAGS_PER_CUSTOMER_MAX = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class FlagRow:
+    id: uuid.UUID
+    customer: str  # the customer's external id, as the event carries it
+    event_id: str
+    timestamp: datetime
+    kind: str  # late_event, retract, amend
+    flagged_at: datetime
+    resolved_at: datetime | None
+    resolution: str | None
+
+
+_COLUMNS = 'id, customer, event_id, "timestamp", kind, flagged_at, resolved_at, resolution'
+
+
+def open_flags_of(connection: Connection, tenant_id: uuid.UUID, customers: Sequence[str]) -> dict[str, list[FlagRow]]:
+    """The open flags of each customer (by external id), oldest event first, at most
+    `OPEN_FLAGS_PER_CUSTOMER_MAX` each, locked until the transaction ends."""
+    if not customers:
+        return {}
+    rows = connection.execute(
+        f"""SELECT {_COLUMNS} FROM (
+                SELECT l.*, row_number() OVER (PARTITION BY l.customer ORDER BY l."timestamp", l.id) AS n
+                FROM late_usage l
+                WHERE l.tenant_id = %s AND l.customer = ANY(%s) AND l.resolved_at IS NULL) f
+            WHERE n <= %s ORDER BY customer, "timestamp", id""",
+        (tenant_id, list(customers), OPEN_FLAGS_PER_CUSTOMER_MAX),
+    ).fetchall()
+    found: dict[str, list[FlagRow]] = defaultdict(list)
+    for row in rows:
+        found[row[1]].append(FlagRow(*row))
+    return found
+
+
+def resolve(
+    connection: Connection, tenant_id: uuid.UUID, resolutions: Sequence[tuple[uuid.UUID, str]], now: datetime
+) -> int:
+    """Mark each (flag, resolution) resolved at `now`; a flag resolved meanwhile is left as it is.
+    Answers how many were resolved."""
+    if not resolutions:
+        return 0
+    cursor = connection.execute(
+        """UPDATE late_usage l SET resolved_at = %s, resolution = r.resolution
+           FROM unnest(%s::uuid[], %s::text[]) AS r(id, resolution)
+           WHERE l.tenant_id = %s AND l.id = r.id AND l.resolved_at IS NULL""",
+        (now, [flag for flag, _ in resolutions], [resolution for _, resolution in resolutions], tenant_id),
+    )
+    return cursor.rowcount
+
+
+def list_flags(
+    connection: Connection,
+    tenant_id: uuid.UUID,
+    page: PageRequest,
+    *,
+    customer: str | None = None,
+    resolved: bool | None = None,
+) -> Page[FlagRow]:
+    """Newest flag first (ids are UUIDv7)."""
+    filters = ["tenant_id = %(tenant_id)s"]
+    parameters: dict[str, Any] = {"tenant_id": tenant_id}
+    if customer is not None:
+        filters.append("customer = %(customer)s")
+        parameters["customer"] = customer
+    if resolved is not None:
+        filters.append("resolved_at IS NOT NULL" if resolved else "resolved_at IS NULL")
+    rows, has_more = keyset_rows(connection, "late_usage", _COLUMNS, filters, parameters, page)
+    return Page(items=[FlagRow(*row) for row in rows], has_more=has_more, backwards=page.backwards)
+
+
+def open_flags_older_than(connection: Connection, before: datetime, limit: int) -> list[tuple[uuid.UUID, FlagRow]]:
+    """Open flags of every tenant whose event is older than `before`: (tenant, flag), oldest first."""
+    rows = connection.execute(
+        f"""SELECT tenant_id, {_COLUMNS} FROM late_usage
+            WHERE resolved_at IS NULL AND "timestamp" < %s ORDER BY "timestamp", id LIMIT %s""",
+        (before, limit),
+    ).fetchall()
+    return [(row[0], FlagRow(*row[1:])) for row in rows]

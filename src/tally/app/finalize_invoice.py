@@ -41,29 +41,39 @@ def finalize_invoice(
     *,
     due_in_days: int = DUE_DAYS_DEFAULT,
 ) -> store.InvoiceRow:
+    check_due_in_days(due_in_days)
+    invoice, _ = settle_invoice(
+        engine, clock, tenant_id, invoice_id, lambda settling: finalize_settling(settling, due_in_days)
+    )
+    return invoice
+
+
+def check_due_in_days(due_in_days: int) -> None:
     if not 0 <= due_in_days <= DUE_DAYS_MAX:
         raise Rejected.because("due_in_days_out_of_range", f"due_in_days is 0 to {DUE_DAYS_MAX}", "due_in_days")
 
-    def act(settling: Settling) -> None:
-        state = settling.state
-        # The core checks the status first; the number is taken only for a draft.
-        finalize(state, number="-", issued_at=settling.now, due_at=settling.now)
-        number = invoice_number(store.next_invoice_number(settling.connection, tenant_id))
-        due_at = settling.now + timedelta(days=due_in_days)
-        final = finalize(state, number=number, issued_at=settling.now, due_at=due_at)
-        postings = [store.decode_posting(document) for document in settling.invoice.postings]
-        settling.post(postings, f"invoice:{invoice_id}:finalized")
-        store.finalize_invoice(
-            settling.connection,
-            invoice_id,
-            status=final.status.value,
-            number=number,
-            issued_at=settling.now,
-            due_at=due_at,
-            now=settling.now,
-        )
-        # From now on an event for a period this invoice billed arrives late: ingest flags it.
-        store.close_usage_through(settling.connection, tenant_id, invoice_id, settling.now)
 
-    invoice, _ = settle_invoice(engine, clock, tenant_id, invoice_id, act)
-    return invoice
+def finalize_settling(settling: Settling, due_in_days: int) -> None:
+    """Finalize the draft `settling` holds, inside its transaction (the caller holds the customer's
+    lock and the invoice's row lock): what `finalize_invoice` does, for a use case that finalizes an
+    invoice it has just made (a one-off charge invoiced at once)."""
+    tenant_id, invoice_id = settling.tenant_id, settling.invoice.id
+    state = settling.state
+    # The core checks the status first; the number is taken only for a draft.
+    finalize(state, number="-", issued_at=settling.now, due_at=settling.now)
+    number = invoice_number(store.next_invoice_number(settling.connection, tenant_id))
+    due_at = settling.now + timedelta(days=due_in_days)
+    final = finalize(state, number=number, issued_at=settling.now, due_at=due_at)
+    postings = [store.decode_posting(document) for document in settling.invoice.postings]
+    settling.post(postings, f"invoice:{invoice_id}:finalized")
+    store.finalize_invoice(
+        settling.connection,
+        invoice_id,
+        status=final.status.value,
+        number=number,
+        issued_at=settling.now,
+        due_at=due_at,
+        now=settling.now,
+    )
+    # From now on an event for a period this invoice billed arrives late: ingest flags it.
+    store.close_usage_through(settling.connection, tenant_id, invoice_id, settling.now)

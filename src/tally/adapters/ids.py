@@ -40,6 +40,7 @@ CREDIT_GRANT = "cg"
 COMMITMENT = "cmt"
 PRICE_CAP = "pcap"
 TAX_RATE = "txr"
+ONE_OFF_CHARGE = "chg"
 
 _CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
 _DECODE = {character: value for value, character in enumerate(_CROCKFORD)}

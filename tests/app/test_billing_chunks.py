@@ -1,6 +1,7 @@
 """The billing run in chunks against one customer at a time, on real PostgreSQL: on seeded random
 customers (their own test clocks, plans, usage in several meters — grouped, cut hour edges, rolled
-up or still queued — earlier invoices finalized for some) both produce exactly the same drafts,
+up or still queued — one-off charges pending, invoiced or cancelled, a customer with charges and
+no subscription, earlier invoices finalized for some) both produce exactly the same drafts,
 lines and billing records; running again changes nothing; concurrent runs bill each thing once.
 Chunks billed in worker processes (`jobs`) leave exactly what one process leaves."""
 
@@ -10,6 +11,7 @@ import random
 import threading
 import uuid
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -17,6 +19,8 @@ import pytest
 from tally.adapters.postgres import invoices as store
 from tally.adapters.postgres.connections import RetryRequested, psycopg_transaction
 from tally.app import run_billing as run_billing_module
+from tally.app.cancel_charge import cancel_charge
+from tally.app.create_charge import ChargeInput, create_charge
 from tally.app.finalize_invoice import finalize_invoice
 from tally.app.roll_up_events import roll_up_events
 from tally.app.run_billing import bill_customer, run_billing
@@ -40,6 +44,9 @@ prices:
   - {code: calls, product: usage, model: per_unit, currency: USD, meter: calls, unit_price: 0.013}
   - {code: tokens, product: usage, model: per_unit, currency: USD, meter: tokens, unit_price: 0.000021}
   - {code: peak, product: usage, model: per_unit, currency: USD, meter: peak, unit_price: 0.5}
+  - {code: setup, product: platform, model: flat_fee, currency: USD, amount: 250, interval: null}
+  - {code: hours, product: platform, model: per_unit, currency: USD, unit_price: 0.7, billing_timing: in_advance,
+     interval: null}
 plans:
   - code: basic
     name: Basic
@@ -118,6 +125,8 @@ def _random_customers(tally: Tally, tenant_id: uuid.UUID, seed: int, count: int)
         customer_id, clock_id, external = customer_on_clock(tally, tenant_id, start)
         subscribe(tally, tenant_id, customer_id, generator.choice(["basic", "pro"]))
         write_events(tally.engine, tenant_id, _events(generator, external, start, 40))
+        if generator.random() < 0.4:
+            _one_off(tally, tenant_id, customer_id, generator)
         customers.append(customer_id)
         clocks.append((customer_id, clock_id, start))
     roll_up_events(tally.engine)  # the first month's usage rolled up; what follows stays queued
@@ -139,9 +148,43 @@ def _random_customers(tally: Tally, tenant_id: uuid.UUID, seed: int, count: int)
         _move_clock(
             tally, clock_id, start + timedelta(days=generator.randrange(34, 75), minutes=generator.randrange(60))
         )
+        for _ in range(generator.choice([0, 0, 1, 2])):
+            _one_off(tally, tenant_id, customer_id, generator)
+    charged_only, _, _ = customer_on_clock(tally, tenant_id, at(2, 10))  # charges, no subscription
+    for _ in range(3):
+        _one_off(tally, tenant_id, charged_only, generator)
+    customers.append(charged_only)
     customers.append(make_customer(tally, tenant_id, currency=None))  # nothing to bill: no currency
     generator.shuffle(customers)
     return customers
+
+
+def _one_off(tally: Tally, tenant_id: uuid.UUID, customer_id: uuid.UUID, generator: random.Random) -> None:
+    """A one-off charge at the customer's now (sometimes dated back a few days), cancelled at times."""
+    backdated = None
+    if generator.random() < 0.3:
+        with psycopg_transaction(tally.engine) as connection:
+            row = connection.execute(
+                """SELECT k.frozen_time FROM customers c JOIN test_clocks k ON k.id = c.test_clock_id
+                   WHERE c.tenant_id = %s AND c.id = %s""",
+                (tenant_id, customer_id),
+            ).fetchone()
+        assert row is not None
+        backdated = row[0] - timedelta(days=generator.randrange(1, 5), seconds=generator.randrange(86_400))
+    created = create_charge(
+        tally.engine,
+        tally.clock,
+        tenant_id,
+        ChargeInput(
+            customer_id=customer_id,
+            price_code=generator.choice(["setup", "hours"]),
+            quantity=Decimal(generator.randrange(1, 400)) / generator.choice([1, 10, 100]),
+            description=generator.choice(["", "Onboarding", "Extra support"]),
+            charged_at=backdated,
+        ),
+    )
+    if generator.random() < 0.2:
+        cancel_charge(tally.engine, tally.clock, tenant_id, created.charge.id)
 
 
 def _count_pools(monkeypatch: pytest.MonkeyPatch) -> list[int]:
@@ -171,6 +214,7 @@ def test_chunks_bill_exactly_what_one_customer_at_a_time_bills(
     in_chunks = _snapshot(tally, tenant_id)
     assert not chunked.refused
     assert sum(1 for run in chunked.customers if run.created) >= 10
+    assert sum(1 for line in in_chunks[1] if line[6] == "one_off") >= 3  # pending charges are on the drafts
 
     _delete_drafts(tally, tenant_id)
     alone = [bill_customer(tally.engine, tally.clock, tenant_id, customer_id) for customer_id in customers]

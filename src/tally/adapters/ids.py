@@ -41,6 +41,7 @@ COMMITMENT = "cmt"
 PRICE_CAP = "pcap"
 TAX_RATE = "txr"
 LATE_USAGE = "late"
+ONE_OFF_CHARGE = "chg"
 
 _CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
 _DECODE = {character: value for value, character in enumerate(_CROCKFORD)}

@@ -1,9 +1,9 @@
 """What the billing run, the upcoming invoice and the invoice lifecycle share.
 
     gather   one customer's `InvoiceContext` through a moment: every subscription's billing events and
-             prices, usage readings from the event store, the lines already billed, coupon
-             redemptions, credit grants with what is left of them (ledger balances), commitments,
-             caps, tax rates in force, the customer's balance from the ledger. In two halves:
+             prices, usage readings from the event store, pending one-off charges, the lines already
+             billed, coupon redemptions, credit grants with what is left of them (ledger balances),
+             commitments, caps, tax rates in force, the customer's balance from the ledger. In two halves:
              `prepare` (everything but usage, read through a `BillingReads`, and the usage queries
              it needs) and `Prepared.complete` (the answers to those queries), so the billing run
              can ask the event store for a whole chunk of customers at once in between
@@ -39,6 +39,7 @@ from tally.adapters.postgres import invoices as store
 from tally.adapters.postgres import invoicing_terms as term_store
 from tally.adapters.postgres import late_usage as late_store
 from tally.adapters.postgres import meters as meter_store
+from tally.adapters.postgres import one_off_charges as charge_store
 from tally.adapters.postgres import subscriptions as subscription_store
 from tally.adapters.postgres.connections import RetryRequested, run_in_transaction
 from tally.app._ledger_write import write_in
@@ -62,6 +63,7 @@ from tally.core.invoicing import (
     LateUsagePolicy,
     LateUsageSplit,
     LineKind,
+    OneOffCharge,
     PriceRef,
     Proposal,
     SubscriptionBilling,
@@ -75,6 +77,7 @@ from tally.core.invoicing import (
     issue_credit_note,
     reconcile,
 )
+from tally.core.invoicing.context import ONE_OFF_CHARGES_MAX
 from tally.core.invoicing.postings import BALANCE_ACCOUNT
 from tally.core.ledger.model import Entry, TransactionKind, TransactionSpec
 from tally.core.ledger.templates import Posting
@@ -164,6 +167,12 @@ class BillingReads:
 
     def balance(self, external_id: str, currency: str) -> int:
         return store.account_balance(self.connection, self.tenant_id, BALANCE_ACCOUNT, currency, external_id)
+
+    def pending_charges(self, customer_id: uuid.UUID) -> list[charge_store.ChargeRow]:
+        """The customer's pending one-off charges, oldest first (one more than the core's limit at
+        most, so passing it is refused rather than cut short)."""
+        found = charge_store.pending_charges_of(self.connection, self.tenant_id, [customer_id], ONE_OFF_CHARGES_MAX)
+        return found.get(customer_id, [])
 
     # The catalog: read once per object.
     def units(self) -> dict[str, money.Unit]:
@@ -268,6 +277,7 @@ class Prepared:
     through: datetime
     subscriptions: tuple[SubscriptionBilling, ...]
     needs: tuple[UsageNeed, ...]
+    one_off_charges: tuple[OneOffCharge, ...]
     billed: tuple[BilledLine, ...]
     terms: _Terms
     tax: TaxRateTable | None
@@ -292,6 +302,7 @@ class Prepared:
             through=self.through,
             subscriptions=self.subscriptions,
             usage=tuple(readings),
+            one_off_charges=self.one_off_charges,
             billed=self.billed,
             redemptions=self.terms.redemptions,
             commitments=self.terms.commitments,
@@ -342,11 +353,31 @@ def prepare(
         through=through,
         subscriptions=tuple(subscriptions),
         needs=tuple(needs),
+        one_off_charges=one_off_charges(reads, reads.pending_charges(customer_id), currency, through),
         billed=tuple(billed),
         terms=terms,
         tax=_tax(reads, customer, through),
         balance_minor=reads.balance(customer.external_id, currency.code),
         next_due_at=min(next_due) if next_due else None,
+    )
+
+
+def charge_alone(
+    reads: BillingReads, customer: customer_store.CustomerRow, charge: OneOffCharge, through: datetime
+) -> InvoiceContext:
+    """The context of an invoice of one charge alone (`invoice_now`): the charge, and what pays or
+    taxes it as on any invoice (credit grants, tax rates in force, the customer's balance); no
+    subscription, so nothing else is recomputed (coupons never discount a one-off charge)."""
+    currency = charge.price.price.unit
+    terms = reads.terms(customer, currency, [charge.price])
+    return InvoiceContext(
+        customer_id=customer.external_id,
+        currency=currency,
+        through=through,
+        one_off_charges=(charge,),
+        grants=terms.grants,
+        tax=_tax(reads, customer, through),
+        customer_balance_minor=max(0, reads.balance(customer.external_id, currency.code)),
     )
 
 
@@ -365,6 +396,31 @@ def gather(
     if prepared is None:
         return None
     return prepared.complete([event_store.usage(tenant_id, query) for query in prepared.queries()])
+
+
+def one_off_charges(
+    reads: BillingReads, rows: Sequence[charge_store.ChargeRow], currency: money.Unit, through: datetime
+) -> tuple[OneOffCharge, ...]:
+    """The core's charges for pending charge rows in `currency` charged by `through`, each with its
+    catalog price as rated (a one-off charge is billed at the catalog price: overrides apply to
+    subscriptions)."""
+    rows = [row for row in rows if row.currency == currency.code and row.charged_at <= through]
+    reads.catalog_prices([row.price_id for row in rows])
+    return tuple(
+        OneOffCharge(
+            charge_id=str(row.id),
+            price=PriceRef(
+                price_id=str(row.price_id),
+                price=reads.price(row.price_id, None),
+                code=row.price_code,
+                product=reads.product(row.price_id),
+            ),
+            at=row.charged_at,
+            quantity=row.quantity,
+            description=row.description,
+        )
+        for row in rows
+    )
 
 
 def _price_refs(
@@ -565,9 +621,11 @@ def decide_draft(
     stored: Sequence[store.LineRow],
     *,
     billing_reason: str = "period",
+    new_draft_id: uuid.UUID | None = None,
 ) -> DraftWrite:
     """The write that brings `draft` (with its `stored` lines; None: no draft) to `proposal`. An
-    identical proposal writes nothing."""
+    identical proposal writes nothing. A new draft gets `new_draft_id` if given (a draft set aside
+    and made again keeps its id), else a new id."""
     currency = proposal.currency.code
     if proposal.is_empty:
         if draft is None:
@@ -575,7 +633,7 @@ def decide_draft(
         return DraftWrite(
             Applied(None, created=False, changed=True, lines=0), lines_removed_from=draft.id, deleted=draft.id
         )
-    invoice_id = draft.id if draft is not None else new_id()
+    invoice_id = draft.id if draft is not None else (new_draft_id or new_id())
     fields = _fields(proposal, draft_invoice(str(invoice_id), proposal))
     count = len(proposal.lines)
     if draft is not None and _same(draft, stored, proposal, fields):
@@ -658,6 +716,8 @@ def decide_customer(
     gathered: Gathered,
     policy: LateUsagePolicy,
     drafts: DraftsByPurpose,
+    *,
+    new_draft_id: uuid.UUID | None = None,
 ) -> CustomerDecision:
     """Reconcile, split the lines by the tenant's late usage policy, and decide both drafts' writes."""
     reconciled = reconcile(gathered.context)
@@ -668,7 +728,9 @@ def decide_customer(
             creditable = creditable_of(connection, tenant_id, wanted)
     split = reconciled.split(policy, creditable)
     customer_id, through = gathered.customer.id, gathered.context.through
-    regular = decide_draft(customer_id, split.regular, through, *drafts.get(PERIOD, (None, [])))
+    regular = decide_draft(
+        customer_id, split.regular, through, *drafts.get(PERIOD, (None, [])), new_draft_id=new_draft_id
+    )
     late = decide_draft(
         customer_id, split.extra, through, *drafts.get(LATE_USAGE, (None, [])), billing_reason=LATE_USAGE
     )
@@ -822,16 +884,18 @@ def bill_locked(
     *,
     engine: Engine,
     clock: Clock,
+    new_draft_id: uuid.UUID | None = None,
 ) -> Billed | None:
     """Bring the customer's drafts up to what is due through `through`, issue late-usage credit
     notes and resolve late usage flags; the caller holds the customer's lock. None for a customer
-    without a currency."""
+    without a currency. A new period draft gets `new_draft_id` if given (a draft set aside and made
+    again keeps its id)."""
     gathered = gather(connection, event_store, tenant_id, customer_id, through)
     if gathered is None:
         return None
     policy = billing_settings_in(connection, tenant_id).late_usage_policy
     drafts = drafts_in(connection, tenant_id, customer_id, gathered.context.currency.code)
-    decision = decide_customer(connection, tenant_id, gathered, policy, drafts)
+    decision = decide_customer(connection, tenant_id, gathered, policy, drafts, new_draft_id=new_draft_id)
     write_drafts(connection, tenant_id, decision.writes)
     flags = late_store.open_flags_of(connection, tenant_id, [gathered.customer.external_id])
     late = settle_late_usage(

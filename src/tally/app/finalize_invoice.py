@@ -41,20 +41,22 @@ def finalize_invoice(
     *,
     due_in_days: int = DUE_DAYS_DEFAULT,
 ) -> store.InvoiceRow:
-    if not 0 <= due_in_days <= DUE_DAYS_MAX:
-        raise Rejected.because("due_in_days_out_of_range", f"due_in_days is 0 to {DUE_DAYS_MAX}", "due_in_days")
-
-    def act(settling: Settling) -> None:
-        finalize_locked(settling, due_in_days=due_in_days)
-
-    invoice, _ = settle_invoice(engine, clock, tenant_id, invoice_id, act)
+    check_due_in_days(due_in_days)
+    invoice, _ = settle_invoice(
+        engine, clock, tenant_id, invoice_id, lambda settling: finalize_locked(settling, due_in_days=due_in_days)
+    )
     return invoice
 
 
+def check_due_in_days(due_in_days: int) -> None:
+    if not 0 <= due_in_days <= DUE_DAYS_MAX:
+        raise Rejected.because("due_in_days_out_of_range", f"due_in_days is 0 to {DUE_DAYS_MAX}", "due_in_days")
+
+
 def finalize_locked(settling: Settling, *, due_in_days: int = DUE_DAYS_DEFAULT) -> None:
-    """Finalize `settling.invoice` inside the caller's transaction, which holds the customer's lock
-    and the invoice's row lock (`finalize_invoice`, and the threshold evaluation, which creates and
-    finalizes a threshold invoice in one transaction)."""
+    """Finalize the draft `settling` holds, inside the caller's transaction, which holds the
+    customer's lock and the invoice's row lock: `finalize_invoice`, and the use cases that finalize
+    an invoice they have just made (a threshold invoice, a one-off charge invoiced at once)."""
     tenant_id, invoice_id = settling.tenant_id, settling.invoice.id
     state = settling.state
     # The core checks the status first; the number is taken only for a draft.

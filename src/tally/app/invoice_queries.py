@@ -15,8 +15,10 @@ from tally.adapters.pagination import Page, PageRequest
 from tally.adapters.postgres import customers as customer_store
 from tally.adapters.postgres import invoices as store
 from tally.adapters.postgres import meters as meter_store
+from tally.adapters.postgres import one_off_charges as charge_store
 from tally.adapters.postgres.connections import psycopg_transaction
 from tally.app.event_store import EventStore, open_event_store
+from tally.core.invoicing import LineKind
 from tally.core.metering.usage import Granularity, UsageQuery
 from tally.core.rejections import Rejected
 
@@ -74,6 +76,8 @@ class LineExplanation:
     customer_external_id: str
     # Usage lines only: each window measured again (late events since billing show as a difference).
     windows: tuple[WindowUsage, ...]
+    # One-off lines only: the charge the line bills (its price, quantity, description, status).
+    charge: charge_store.ChargeRow | None = None
 
 
 def explain_line(
@@ -94,6 +98,12 @@ def explain_line(
         customer = customer_store.get_customer(connection, tenant_id, invoice.customer_id)
         external_id = customer.external_id if customer is not None else ""
         usage: dict[str, Any] | None = line.explanation.get("usage")
+        charge = None
+        if line.key.kind is LineKind.ONE_OFF:
+            try:
+                charge = charge_store.get_charge(connection, tenant_id, uuid.UUID(line.key.reference))
+            except ValueError:  # pragma: no cover - the billing run names charges by their UUID
+                charge = None
         meter = None
         if usage is not None:
             row = meter_store.get_meter(connection, tenant_id, usage["meter"])
@@ -127,4 +137,4 @@ def explain_line(
                     event_count=sum(row.event_count for row in rows),
                 )
             )
-    return LineExplanation(invoice, line, external_id, tuple(windows))
+    return LineExplanation(invoice, line, external_id, tuple(windows), charge)

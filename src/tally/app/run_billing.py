@@ -58,6 +58,7 @@ from tally.adapters.postgres import billing_batches as batches
 from tally.adapters.postgres import customers as customer_store
 from tally.adapters.postgres import invoices as store
 from tally.adapters.postgres import late_usage as late_store
+from tally.adapters.postgres import one_off_charges as charge_store
 from tally.adapters.postgres import subscriptions as subscription_store
 from tally.adapters.postgres.connections import RETRYABLE, RetryRequested, psycopg_transaction, run_in_transaction
 from tally.adapters.postgres.database import make_engine
@@ -81,6 +82,7 @@ from tally.app.event_store import EventStore, open_event_store
 from tally.app.tenant_billing_settings import billing_settings_in
 from tally.app.test_clock_hooks import ClockAdvance, register_advance_hook
 from tally.core.invoicing import BilledLine
+from tally.core.invoicing.context import ONE_OFF_CHARGES_MAX
 from tally.core.invoicing.postings import BALANCE_ACCOUNT
 from tally.core.metering.aggregation import assemble
 from tally.core.metering.usage import UsageQuery, UsageResult
@@ -330,13 +332,14 @@ class ChunkReads(BillingReads):
             (customer.external_id, customer.currency) for customer, _ in self.found.values() if customer.currency
         ]
         self._balances = batches.balances_of(connection, tenant_id, BALANCE_ACCOUNT, externals)
+        self._charges = charge_store.pending_charges_of(connection, tenant_id, present, ONE_OFF_CHARGES_MAX)
         catalog_ids = {
             origin.price_id
             for subscriptions in self._timelines.values()
             for _, entries in subscriptions
             for recorded in entries
             for origin in recorded.origins.values()
-        }
+        } | {charge.price_id for charges in self._charges.values() for charge in charges}
         self.catalog_prices(sorted(catalog_ids))
 
     def customer(self, customer_id: uuid.UUID) -> customer_store.CustomerRow | None:
@@ -368,6 +371,9 @@ class ChunkReads(BillingReads):
 
     def balance(self, external_id: str, currency: str) -> int:
         return self._balances.get((external_id, currency), 0)
+
+    def pending_charges(self, customer_id: uuid.UUID) -> list[charge_store.ChargeRow]:
+        return self._charges.get(customer_id, [])
 
 
 def usage_of_chunk(

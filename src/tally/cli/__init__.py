@@ -8,6 +8,7 @@ from tally.cli import (
     api_keys,
     bench,
     catalog,
+    charges,
     credits,
     customers,
     db,
@@ -52,6 +53,7 @@ app.add_typer(credits.tax_rates_app, name="tax-rate")
 app.add_typer(subscriptions.app, name="subscriptions")
 app.add_typer(invoices.app, name="invoice")
 app.add_typer(late_usage.app, name="late-usage")
+app.add_typer(charges.app, name="charge")
 server.register(app)
 worker.register(app)
 demo.register(app)

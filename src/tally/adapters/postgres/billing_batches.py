@@ -1,4 +1,4 @@
-"""The billing run's reads and writes for many customers at once (tables of migrations 0005–0012).
+"""The billing run's reads and writes for many customers at once (tables of migrations 0005–0014).
 
 Each function here is the many-customer form of a one-customer read or write in `invoices`,
 `subscriptions`, `customers` or `usage`, with the same rows and the same meaning: the billing run
@@ -86,6 +86,9 @@ def customers_due_after(
         """(EXISTS (SELECT 1 FROM subscriptions s
                     WHERE s.tenant_id = c.tenant_id AND s.customer_id = c.id
                       AND (b.customer_id IS NULL OR s.updated_at >= b.billed_through))
+             OR EXISTS (SELECT 1 FROM one_off_charges o
+                        WHERE o.tenant_id = c.tenant_id AND o.customer_id = c.id
+                          AND (b.customer_id IS NULL OR o.recorded_at >= b.billed_through))
              OR b.next_run_at <= coalesce(t.frozen_time, %(now)s))"""
     )
     rows = connection.execute(

@@ -235,7 +235,7 @@ def insert_draft(
     currency: str,
     fields: DraftFields,
     now: datetime,
-    billing_reason: Literal["period", "threshold"] = "period",
+    billing_reason: Literal["period", "late_usage", "threshold"] = "period",
 ) -> None:
     names = _DRAFT_FIELDS.split(", ")
     connection.execute(

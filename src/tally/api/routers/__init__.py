@@ -16,6 +16,7 @@ logger = logging.getLogger(__name__)
 
 ROUTERS: tuple[str, ...] = (
     "api_keys",
+    "charges",
     "customers",
     "events",
     "features",

@@ -23,6 +23,7 @@ from tally.api.auth import Principal, require_scope
 from tally.api.context import get_tally
 from tally.api.pagination import list_response, page_request
 from tally.api.problems import register_status
+from tally.api.routers.charges import ChargeResource, charge_resource
 from tally.api.schemas import ApiModel, ListResponse, Resource
 from tally.app import invoice_queries
 from tally.app.finalize_invoice import DUE_DAYS_DEFAULT, DUE_DAYS_MAX, finalize_invoice
@@ -358,6 +359,9 @@ class ExplanationResource(ApiModel):
     usage_windows: list[WindowResource] = Field(
         description="Usage lines: each window measured again now (late events since billing show as a difference)."
     )
+    charge: ChargeResource | None = Field(
+        default=None, description="One-off lines: the charge billed (price, quantity, description, status)."
+    )
 
 
 class UpcomingInvoiceResource(ApiModel):
@@ -504,7 +508,7 @@ def explain(
     id: str, line_id: str, principal: Principal = require_scope("read"), tally: Tally = Depends(get_tally)
 ) -> ExplanationResource:
     """Price and plan version, quantity, tiers, proration, rounding, coupon or commitment; for usage the
-    meter, group and windows, each measured again from the events."""
+    meter, group and windows, each measured again from the events; for a one-off line, its charge."""
     found = invoice_queries.explain_line(
         tally.engine,
         principal.tenant_id,
@@ -524,6 +528,7 @@ def explain(
             )
             for window in found.windows
         ],
+        charge=None if found.charge is None else charge_resource(found.charge),
     )
 
 

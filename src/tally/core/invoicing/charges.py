@@ -24,9 +24,11 @@ from tally.core.invoicing.lines import (
     PriceSource,
     UsageSource,
 )
-from tally.core.money import COMPUTATION_CONTEXT, round_to_unit
+from tally.core.money import AMOUNT_MINOR_MAX, COMPUTATION_CONTEXT, round_to_unit
 from tally.core.periods import Period
 from tally.core.rating import Quantity, rate
+from tally.core.rating.models import FlatFee
+from tally.core.rating.rate import EXACT
 from tally.core.rejections import InvariantViolation, Rejected
 from tally.core.subscriptions import BillingEvent, BillingEventKind
 
@@ -395,15 +397,42 @@ def _adjustment(
 
 
 def _one_off_line(context: InvoiceContext, charge: OneOffCharge) -> ExpectedLine:
+    """A one-off charge's line. A flat fee is charged `quantity` times (as a fixed fee's seats are);
+    any other model rates `quantity` as its units (per unit, package, tiers)."""
     ref = charge.price
     if ref.price.meter is not None:
         raise Rejected.because("one_off_price_must_not_be_metered", "a one-off charge is not usage", "price")
+    key = LineKey("", ref.price_id, charge.at, charge.at, (), LineKind.ONE_OFF, charge.charge_id)
+    description = charge.description or ref.name
+    if isinstance(ref.price.model, FlatFee):
+        exact = EXACT.multiply(ref.price.model.amount, charge.quantity)
+        amount_minor = round_to_unit(exact, context.currency, ref.price.rounding)
+        if amount_minor > AMOUNT_MINOR_MAX:
+            raise Rejected.because(
+                "amount_exceeds_limit",
+                f"the amount does not fit in a ledger amount ({context.currency.code})",
+                "quantity",
+            )
+        return ExpectedLine(
+            key=key,
+            amount_minor=amount_minor,
+            due_at=charge.at,
+            description=description,
+            product=ref.product,
+            explanation=Explanation(
+                price=ref.source(),
+                quantity=charge.quantity,
+                unit_amount=ref.price.model.amount,
+                exact_amount=exact,
+                rounding=ref.price.rounding,
+            ),
+        )
     rating = rate(ref.price, Quantity(charge.quantity))
     return ExpectedLine(
-        key=LineKey("", ref.price_id, charge.at, charge.at, (), LineKind.ONE_OFF, charge.charge_id),
+        key=key,
         amount_minor=rating.amount_minor,
         due_at=charge.at,
-        description=charge.description or ref.name,
+        description=description,
         product=ref.product,
         explanation=Explanation(
             price=ref.source(),

@@ -18,13 +18,19 @@ from tally.core.invoicing.tax import TaxCalculator
 from tally.core.money import AMOUNT_MINOR_MAX, Unit
 from tally.core.periods import Period
 from tally.core.rating import Price, Usage
+from tally.core.rating.models import WIDE
 from tally.core.rating.usage import Group
-from tally.core.rejections import Rejected
+from tally.core.rejections import InvariantViolation, Rejected
 from tally.core.subscriptions import BillingEvents
 
 SUBSCRIPTIONS_MAX = 100
 USAGE_READINGS_MAX = 100_000
 ONE_OFF_CHARGES_MAX = 1_000
+# A one-off charge's quantity: more than zero, at most this many units, at most this many decimal
+# places (an hour and a half of consulting is 1.5; a trillion of anything is a typo).
+ONE_OFF_QUANTITY_MAX = Decimal(10**12)
+ONE_OFF_QUANTITY_DECIMAL_PLACES_MAX = 12
+ONE_OFF_DESCRIPTION_LENGTH_MAX = 500
 BILLED_LINES_MAX = 200_000
 REDEMPTIONS_MAX = 20
 COMMITMENTS_MAX = 100
@@ -136,6 +142,45 @@ class OneOffCharge:
         check_id(self.charge_id, "charge_id_invalid", "charge_id")
         if self.at.tzinfo is None:
             raise Rejected.because("datetime_must_have_timezone", "at needs a time zone", "at")
+        object.__setattr__(self, "quantity", check_one_off_quantity(self.quantity))
+        check_one_off_description(self.description)
+
+
+def check_one_off_quantity(value: object, field_name: str = "quantity") -> Decimal:
+    """A one-off charge's quantity: a finite number above zero, at most `ONE_OFF_QUANTITY_MAX`, with
+    at most `ONE_OFF_QUANTITY_DECIMAL_PLACES_MAX` decimal places. A float is a programming error."""
+    if isinstance(value, float):
+        raise TypeError("float is never used for quantities; pass a Decimal or an int")
+    if isinstance(value, bool) or not isinstance(value, int | Decimal):
+        raise Rejected.because("value_must_be_number", "a quantity is a number", field_name)
+    number = Decimal(value)
+    if not number.is_finite() or number <= 0:
+        raise Rejected.because("charge_quantity_must_be_positive", "a charge's quantity is more than zero", field_name)
+    if number > ONE_OFF_QUANTITY_MAX:
+        raise Rejected.because(
+            "charge_quantity_exceeds_limit", f"a charge's quantity is at most {ONE_OFF_QUANTITY_MAX}", field_name
+        )
+    # Normalized in a context wide enough never to round: 1.50 has two decimal places written, one real.
+    exponent = number.normalize(WIDE).as_tuple().exponent
+    if not isinstance(exponent, int):  # pragma: no cover - a finite Decimal has an integer exponent
+        raise InvariantViolation("a finite Decimal has an integer exponent")
+    if -exponent > ONE_OFF_QUANTITY_DECIMAL_PLACES_MAX:
+        raise Rejected.because(
+            "charge_quantity_exceeds_precision",
+            f"a charge's quantity has at most {ONE_OFF_QUANTITY_DECIMAL_PLACES_MAX} decimal places",
+            field_name,
+        )
+    return number
+
+
+def check_one_off_description(value: str, field_name: str = "description") -> str:
+    if len(value) > ONE_OFF_DESCRIPTION_LENGTH_MAX:
+        raise Rejected.because(
+            "charge_description_exceeds_limit",
+            f"a charge's description has at most {ONE_OFF_DESCRIPTION_LENGTH_MAX} characters",
+            field_name,
+        )
+    return value
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -39,6 +39,11 @@ def test_late_usage_lists_open_then_resolved_flags(client: TestClient, admin_hea
     run = client.post("/v1/invoices/run", json={"customer": customer}, headers=admin_headers)
     assert run.status_code == 200, run.text
     invoice = run.json()["customers"][0]["invoice"]
+    # On the draft, the flag stays open; finalizing the draft resolves it.
+    on_draft = client.get("/v1/late_usage", params={"status": "open", "customer": customer}, headers=admin_headers)
+    assert [item["id"] for item in on_draft.json()["data"]] == [flag]
+    final = client.post(f"/v1/invoices/{invoice}/finalize", json={}, headers=admin_headers)
+    assert final.status_code == 200, final.text
     resolved = client.get("/v1/late_usage", params={"status": "resolved", "customer": customer}, headers=admin_headers)
     (item,) = resolved.json()["data"]
     assert (item["id"], item["status"], item["resolution"]) == (flag, "resolved", f"invoice:{invoice}")

@@ -17,7 +17,12 @@ from tally.app.void_invoice import void_invoice
 from tally.bootstrap import Tally
 from tests.invoicing_support import at, calls, customer_on_clock, setup_catalog, subscribe
 
-INVOICE_CHECKS = {"receivable_must_equal_open_invoices", "invoice_must_be_posted_once", "usage_must_be_billed_once"}
+INVOICE_CHECKS = {
+    "receivable_must_equal_open_invoices",
+    "invoice_must_be_posted_once",
+    "usage_must_be_billed_once",
+    "late_usage_must_reach_an_invoice",
+}
 
 
 def _draft(tally: Tally, tenant_id: uuid.UUID, customer_id: uuid.UUID) -> uuid.UUID:
@@ -110,3 +115,19 @@ def test_usage_billed_in_two_lines_is_reported(tally: Tally, tenant_id: uuid.UUI
     found = _found(tally, tenant_id)
     assert found["usage_must_be_billed_once"] == [str(customer_id)]
     assert not {"receivable_must_equal_open_invoices", "invoice_must_be_posted_once"} & set(found)
+
+
+def test_late_usage_resolved_beyond_the_horizon_is_reported(tally: Tally, tenant_id: uuid.UUID) -> None:
+    """A flag resolved `beyond_horizon` is usage never billed: the check names it."""
+    setup_catalog(tally, tenant_id)
+    customer_id, _, external = customer_on_clock(tally, tenant_id, at(1, 1))
+    subscribe(tally, tenant_id, customer_id)
+    with psycopg_transaction(tally.engine) as connection:
+        flag = uuid.uuid4()
+        connection.execute(
+            """INSERT INTO late_usage (id, tenant_id, customer, event_id, "timestamp", kind, flagged_at,
+                                       resolved_at, resolution)
+               VALUES (%s, %s, %s, 'e-1', %s, 'late_event', %s, %s, 'beyond_horizon')""",
+            (flag, tenant_id, external, at(1, 5), at(4, 1), at(6, 1)),
+        )
+    assert _found(tally, tenant_id).get("late_usage_must_reach_an_invoice") == [str(flag)]

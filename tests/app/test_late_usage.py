@@ -16,7 +16,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -153,7 +153,8 @@ def test_next_invoice_late_calls_become_a_correction_line_on_the_next_draft(tall
     assert _flags(tally, tenant_id) == [("late_event", None)] * 50
 
     run = bill_customer(tally.engine, tally.clock, tenant_id, customer_id)
-    assert (run.late_invoice_id, run.credit_notes, run.flags_resolved) == (None, (), 50)
+    # On a draft, the flags stay open (they keep January measured until the draft is final).
+    assert (run.late_invoice_id, run.credit_notes, run.flags_resolved) == (None, (), 0)
     draft = get_invoice(tally.engine, tenant_id, run.invoice_id) if run.invoice_id else None
     assert draft is not None
     (line,) = draft.lines
@@ -164,12 +165,17 @@ def test_next_invoice_late_calls_become_a_correction_line_on_the_next_draft(tall
         50,
     )
     assert line.description.startswith("Correction:")
-    assert _flags(tally, tenant_id) == [("late_event", f"invoice:{run.invoice_id}")] * 50
+    assert _flags(tally, tenant_id) == [("late_event", None)] * 50
 
     before = _counts(tally, tenant_id)
     assert run_billing(tally.engine, tally.clock, tenant_id=tenant_id, customer_ids=(customer_id,)).changed == 0
     assert _counts(tally, tenant_id) == before
     assert _january_usage_carried(tally, tenant_id, drafts=True) == 150
+
+    finalize_invoice(tally.engine, tally.clock, tenant_id, run.invoice_id)
+    assert _flags(tally, tenant_id) == [("late_event", f"invoice:{run.invoice_id}")] * 50
+    assert run_billing(tally.engine, tally.clock, tenant_id=tenant_id, customer_ids=(customer_id,)).changed == 0
+    assert _january_usage_carried(tally, tenant_id, drafts=False) == 150
 
 
 def test_next_invoice_retracted_calls_become_a_negative_line(tally: Tally, tenant_id: uuid.UUID) -> None:
@@ -179,8 +185,10 @@ def test_next_invoice_retracted_calls_become_a_negative_line(tally: Tally, tenan
     assert run.invoice_id is not None
     (line,) = get_invoice(tally.engine, tenant_id, run.invoice_id).lines
     assert (line.sequence, line.amount_minor) == (1, -30)
-    assert _flags(tally, tenant_id) == [("retract", f"invoice:{run.invoice_id}")] * 30
+    assert _flags(tally, tenant_id) == [("retract", None)] * 30
     assert _january_usage_carried(tally, tenant_id, drafts=True) == 70
+    finalize_invoice(tally.engine, tally.clock, tenant_id, run.invoice_id)
+    assert _flags(tally, tenant_id) == [("retract", f"invoice:{run.invoice_id}")] * 30
 
 
 # ----- separate --------------------------------------------------------------------------------------------
@@ -192,7 +200,7 @@ def test_separate_late_calls_become_an_extra_invoice_billed_once(tally: Tally, t
 
     run = bill_customer(tally.engine, tally.clock, tenant_id, customer_id)
     assert run.invoice_id is None  # nothing else is due on February 2
-    assert run.late_invoice_id is not None and run.flags_resolved == 50
+    assert run.late_invoice_id is not None and run.flags_resolved == 0
     extra = get_invoice(tally.engine, tenant_id, run.late_invoice_id)
     assert (extra.invoice.billing_reason, extra.invoice.status, extra.invoice.total_minor) == (
         "late_usage",
@@ -201,9 +209,10 @@ def test_separate_late_calls_become_an_extra_invoice_billed_once(tally: Tally, t
     )
     (line,) = extra.lines
     assert (line.key.service_period.start, line.sequence, line.amount_minor) == (JANUARY[0], 1, 50)
-    assert _flags(tally, tenant_id) == [("late_event", f"invoice:{run.late_invoice_id}")] * 50
+    assert _flags(tally, tenant_id) == [("late_event", None)] * 50
 
     finalized = finalize_invoice(tally.engine, tally.clock, tenant_id, run.late_invoice_id)
+    assert _flags(tally, tenant_id) == [("late_event", f"invoice:{run.late_invoice_id}")] * 50
     assert (finalized.status, finalized.amount_due_minor, finalized.number is not None) == ("open", 50, True)
     before = _counts(tally, tenant_id)
     again = run_billing(tally.engine, tally.clock, tenant_id=tenant_id, customer_ids=(customer_id,))
@@ -268,6 +277,8 @@ def test_separate_a_credit_beyond_what_is_creditable_stays_on_the_next_invoice(
     assert run.invoice_id is not None
     (line,) = get_invoice(tally.engine, tenant_id, run.invoice_id).lines
     assert (line.sequence, line.amount_minor) == (1, -30)
+    assert _flags(tally, tenant_id) == [("retract", None)] * 30
+    finalize_invoice(tally.engine, tally.clock, tenant_id, run.invoice_id)
     assert _flags(tally, tenant_id) == [("retract", f"invoice:{run.invoice_id}")] * 30
 
 
@@ -338,3 +349,32 @@ def _clock_of(tally: Tally, tenant_id: uuid.UUID, customer_id: uuid.UUID) -> uui
         ).fetchone()
     assert row is not None
     return uuid.UUID(str(row[0]))
+
+
+def test_a_flag_older_than_the_lookback_is_still_billed(tally: Tally, tenant_id: uuid.UUID) -> None:
+    """A late call accepted at the edge of the ingest horizon, for a customer whose next billing run
+    comes months later: the run measures January again because an open flag lies in it, however
+    long ago January ended (`LATE_USAGE_LOOKBACK` alone would have left it behind)."""
+    customer_id, external, _, _ = _january_billed(tally, tenant_id, "next_invoice")
+    _ingest(tally, tenant_id, external, [datetime(2026, 1, 31, 12, tzinfo=UTC)] * 3, at(4, 29))
+    with psycopg_transaction(tally.engine) as connection:
+        row = connection.execute(
+            "SELECT test_clock_id FROM customers WHERE tenant_id = %s AND id = %s", (tenant_id, customer_id)
+        ).fetchone()
+    assert row is not None
+    advance_test_clock(tally.engine, tally.clock, tenant_id, row[0], at(6, 2))
+
+    run = bill_customer(tally.engine, tally.clock, tenant_id, customer_id)
+    assert run.invoice_id is not None
+    # On the draft, the flags stay open, and every run measures January again: the line stays.
+    assert _flags(tally, tenant_id) == [("late_event", None)] * 3
+    assert _january_usage_carried(tally, tenant_id, drafts=True) == 103
+    assert run_billing(tally.engine, tally.clock, tenant_id=tenant_id, customer_ids=(customer_id,)).changed == 0
+    assert _january_usage_carried(tally, tenant_id, drafts=True) == 103
+
+    finalize_invoice(tally.engine, tally.clock, tenant_id, run.invoice_id)
+    assert _flags(tally, tenant_id) == [("late_event", f"invoice:{run.invoice_id}")] * 3
+    assert _january_usage_carried(tally, tenant_id, drafts=False) == 103
+    # Resolved, January is no longer measured again, and what was billed stays billed.
+    assert run_billing(tally.engine, tally.clock, tenant_id=tenant_id, customer_ids=(customer_id,)).changed == 0
+    assert _january_usage_carried(tally, tenant_id, drafts=True) == 103

@@ -6,6 +6,7 @@ import uuid
 
 from typer.testing import CliRunner
 
+from tally.app.finalize_invoice import finalize_invoice
 from tally.app.run_billing import bill_customer
 from tally.app.tenants import create_tenant
 from tally.bootstrap import Tally
@@ -37,6 +38,7 @@ def test_settings_and_late_usage_from_the_command_line(database_url: str, tally:
     assert code == 0 and "late_event" in output and "open" in output, output
     extra = bill_customer(tally.engine, tally.clock, tenant_id, customer_id).late_invoice_id
     assert extra is not None
+    finalize_invoice(tally.engine, tally.clock, tenant_id, extra)  # resolves the flag
     code, output = run("late-usage", "list", "--status", "resolved")
     assert code == 0 and "invoice:in_" in output, output
     code, output = run("late-usage", "list", "--status", "open")

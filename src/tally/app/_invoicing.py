@@ -20,6 +20,7 @@ The customer is named in the core and the ledger by its external id (the id its 
 
 from __future__ import annotations
 
+import bisect
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -167,6 +168,10 @@ class BillingReads:
 
     def balance(self, external_id: str, currency: str) -> int:
         return store.account_balance(self.connection, self.tenant_id, BALANCE_ACCOUNT, currency, external_id)
+
+    def late_flag_times(self, external_id: str) -> list[datetime]:
+        """When the events of the customer's open late-usage flags happened (earliest first)."""
+        return late_store.open_flag_times_of(self.connection, self.tenant_id, [external_id]).get(external_id, [])
 
     def pending_charges(self, customer_id: uuid.UUID) -> list[charge_store.ChargeRow]:
         """The customer's pending one-off charges, oldest first (one more than the core's limit at
@@ -332,6 +337,7 @@ def prepare(
         for line in billed
         if line.key.kind is LineKind.USAGE and not line.provisional
     }
+    flagged = reads.late_flag_times(customer.external_id)
     subscriptions: list[SubscriptionBilling] = []
     needs: list[UsageNeed] = []
     next_due: list[datetime] = []
@@ -342,7 +348,7 @@ def prepare(
         prices = _price_refs(reads, customer_id, entries=entries, events=events, through=through)
         billing = SubscriptionBilling(events=events, prices=prices)
         subscriptions.append(billing)
-        closing = _closing_needs(reads, billing, billed_in_full, through)
+        closing = _closing_needs(reads, billing, billed_in_full, through, flagged)
         needs.extend(closing)
         if preview:
             needs.extend(_progressive_needs(reads, billing, closing, through))
@@ -488,20 +494,29 @@ def _closing_needs(
     billing: SubscriptionBilling,
     billed_in_full: set[tuple[str, str, Period]],
     through: datetime,
+    flagged: Sequence[datetime],
 ) -> list[UsageNeed]:
-    """Readings of every due usage period never billed in full, and of those that ended recently
-    (late events), each over exactly its due usage windows."""
+    """Readings of every due usage period never billed in full, of those that ended recently (late
+    events), and of those holding the event of an open late-usage flag however long ago they ended
+    (so a flag is never left behind by the lookback: `flagged`, earliest first), each over exactly
+    its due usage windows."""
     windows: dict[tuple[str, Period], list[Period]] = {}
     for event in billing.events.events:
         if event.kind is BillingEventKind.USAGE:
             windows.setdefault((event.price_id, event.period), []).append(event.service_period)
     needs: list[UsageNeed] = []
     for (price_id, period), found in windows.items():
-        recent = period.end > through - LATE_USAGE_LOOKBACK
+        recent = period.end > through - LATE_USAGE_LOOKBACK or _holds_any(period, flagged)
         if (billing.subscription_id, price_id, period) in billed_in_full and not recent:
             continue
         needs.append(_need(reads, billing, price_id, period, sorted(found, key=lambda w: w.start), False))
     return needs
+
+
+def _holds_any(period: Period, moments: Sequence[datetime]) -> bool:
+    """Whether a moment of `moments` (sorted) lies in `period`."""
+    index = bisect.bisect_left(moments, period.start)
+    return index < len(moments) and moments[index] < period.end
 
 
 def _progressive_needs(
@@ -743,6 +758,27 @@ class LateSettled:
     flags_resolved: int
 
 
+# Where `flag_resolutions` sends a flag whose lines went onto an invoice: always a draft in a run.
+DRAFT_TARGET_PREFIX = "invoice:"
+
+
+def resolve_flags_billed_by(
+    connection: Connection, tenant_id: uuid.UUID, invoice: store.InvoiceRow, customer_external_id: str, now: datetime
+) -> int:
+    """On finalizing `invoice`: resolve the customer's open flags whose event lies in a usage period
+    the invoice carries a line for (`invoice:<id>`). Answers how many."""
+    periods = [
+        (line.key.service_start, line.key.service_end)
+        for line in store.lines_of(connection, invoice.id)
+        if line.key.kind is LineKind.USAGE
+    ]
+    if not periods:
+        return 0
+    flags = late_store.open_flags_of(connection, tenant_id, [customer_external_id]).get(customer_external_id, [])
+    billed = [flag.id for flag in flags if any(start <= flag.timestamp < end for start, end in periods)]
+    return late_store.resolve(connection, tenant_id, [(flag, f"invoice:{invoice.id}") for flag in billed], now)
+
+
 def settle_late_usage(
     engine: Engine,
     clock: Clock,
@@ -754,7 +790,12 @@ def settle_late_usage(
 ) -> LateSettled:
     """After the drafts are written: issue the late-usage credit notes (each with its lines), then
     resolve the customer's open `late_usage` flags by where the lines of their periods went. In the
-    caller's transaction, under the customer's lock."""
+    caller's transaction, under the customer's lock.
+
+    A flag whose lines went onto a draft stays open: a draft is recomputed by every run, and the
+    open flag is what keeps its period measured again (`_closing_needs`), so the correction stays on
+    the draft until the draft is finalized, which resolves the flag (`resolve_flags_billed_by`).
+    Flags resolved here are those credited by a credit note, or with nothing to bill (`no_change`)."""
     now = decision.context.through
     placed: list[tuple[InvoiceLine, str]] = []
     for write, lines in ((decision.regular, decision.split.regular.lines), (decision.late, decision.split.extra.lines)):
@@ -768,9 +809,12 @@ def settle_late_usage(
     resolved = 0
     if flags:
         answers = flag_resolutions(decision.context, [LateFlag(str(flag.id), flag.timestamp) for flag in flags], placed)
-        resolved = late_store.resolve(
-            connection, tenant_id, [(uuid.UUID(flag), resolution) for flag, resolution in answers.items()], now
-        )
+        final = [
+            (uuid.UUID(flag), resolution)
+            for flag, resolution in answers.items()
+            if not resolution.startswith(DRAFT_TARGET_PREFIX)
+        ]
+        resolved = late_store.resolve(connection, tenant_id, final, now)
     return LateSettled(tuple(notes), resolved)
 
 

@@ -16,6 +16,9 @@ returns the offending rows, so an empty result is a pass; see check_ledger_integ
   one exactly when it starts before the furthest end seen so far — one window function over the
   windows, no self-join and no scan of the events. An overlap is reported even when no event fell
   in it: windows that overlap are a billing bug either way.
+- late_usage_must_reach_an_invoice: no `late_usage` flag is resolved `beyond_horizon` (usage that
+  arrived late for a period no run measured again, so it was never billed). Every run measures the
+  periods holding open flags again, so a row here is a bug, and revenue to recover by hand.
 """
 
 from __future__ import annotations
@@ -88,4 +91,10 @@ INVOICE_CHECKS: dict[str, str] = {
                                   'window_start', window_start, 'window_end', window_end,
                                   'earlier_windows_end', covered_until)
         FROM ordered WHERE window_start < covered_until""",
+    "late_usage_must_reach_an_invoice": """
+        SELECT l.tenant_id, l.id::text,
+               jsonb_build_object('customer', l.customer, 'event_id', l.event_id, 'timestamp', l."timestamp",
+                                  'kind', l.kind, 'resolved_at', l.resolved_at)
+        FROM late_usage l
+        WHERE {tenant_l} AND l.resolution = 'beyond_horizon'""",
 }

@@ -333,6 +333,9 @@ class ChunkReads(BillingReads):
         ]
         self._balances = batches.balances_of(connection, tenant_id, BALANCE_ACCOUNT, externals)
         self._charges = charge_store.pending_charges_of(connection, tenant_id, present, ONE_OFF_CHARGES_MAX)
+        self._flag_times = late_store.open_flag_times_of(
+            connection, tenant_id, [row.external_id for row, _ in self.found.values()]
+        )
         catalog_ids = {
             origin.price_id
             for subscriptions in self._timelines.values()
@@ -374,6 +377,9 @@ class ChunkReads(BillingReads):
 
     def pending_charges(self, customer_id: uuid.UUID) -> list[charge_store.ChargeRow]:
         return self._charges.get(customer_id, [])
+
+    def late_flag_times(self, external_id: str) -> list[datetime]:
+        return self._flag_times.get(external_id, [])
 
 
 def usage_of_chunk(

@@ -226,7 +226,8 @@ def flag_resolutions(
       no difference (a free tier, a meter that does not count the event, an amend to the same value);
     - none measured, but one still under way: left open;
     - none measured and all ended: they were billed in full longer ago than the run measures again,
-      `beyond_horizon` (the run reports it; the integrity check finds such flags too);
+      `beyond_horizon` (the app measures every period holding an open flag again, so this is a
+      safety net the integrity check reports, not a path);
     - no usage period holds it at all (no subscription then): `no_change`, nothing is billable.
     """
     read = {

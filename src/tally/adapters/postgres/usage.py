@@ -145,8 +145,11 @@ class PostgresEventStore:
                 'e."timestamp" >= %(after_timestamp)s AND (e."timestamp" > %(after_timestamp)s'
                 ' OR e.event_id COLLATE "C" > %(after_id)s)'
             )
-        # One ordered scan of the customer's events of the type across the windows (the index is on
-        # the timestamp), so a page reads about as many events as it lists, not the whole period.
+        # One index range scan of the customer's events of the type, from the cursor (or the first
+        # window's start) to the last window's end. The order is (timestamp, id) and the index has
+        # only the timestamp, so unless the planner streams it (incremental sort) a page may read
+        # the rest of the line's events to sort them: fine for support's look at a line, not for
+        # exporting millions of events (the bounded limit keeps each answer small).
         scope = """events e"""
         where = f"""e.tenant_id = %(tenant_id)s AND e.customer = %(customer)s AND e.type = %(event_type)s
   AND e."timestamp" >= %(first_start)s AND e."timestamp" < %(last_end)s

@@ -94,6 +94,11 @@ FACTORIES = [
                 "id": pair.split("|")[0],
                 "line_id": pair.split("|")[1],
             },
+            # A's line is a fee: A is refused 409 `invoice_line_has_no_usage` (its line is found), B 404.
+            ("GET", "/v1/invoices/{id}/lines/{line_id}/events"): lambda pair: {
+                "id": pair.split("|")[0],
+                "line_id": pair.split("|")[1],
+            },
         },
     ),
 ]

@@ -4,6 +4,7 @@ problems with the core's codes, line explanations down to usage, and the upcomin
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from tally.adapters import ids
 from tally.app.advance_test_clock import advance_test_clock
@@ -97,3 +98,67 @@ def test_unknown_and_read_only(client: TestClient, tenant_id: uuid.UUID, make_he
     assert (missing.status_code, missing.json()["code"]) == (404, "invoice_not_found")
     reader = make_headers(tenant_id, ("read",))
     assert client.post("/v1/invoices/run", json={}, headers=reader).status_code == 403
+
+
+def test_a_usage_line_lists_the_events_it_was_measured_from(
+    client: TestClient, tally: Tally, tenant_id: uuid.UUID, make_headers: MakeHeaders
+) -> None:
+    headers = make_headers(tenant_id, ("read",))
+    setup_catalog(tally, tenant_id)
+    customer_id, clock_id, external = customer_on_clock(tally, tenant_id, at(1, 1))
+    subscribe(tally, tenant_id, customer_id)
+    sent = calls(tally, tenant_id, external, [at(1, 2), at(1, 3), at(1, 4), at(2, 2)])
+    advance_test_clock(tally.engine, tally.clock, tenant_id, clock_id, at(2, 1))
+    invoice = client.get("/v1/invoices", params={"status": "draft"}, headers=headers).json()["data"][0]["id"]
+    lines = client.get(f"/v1/invoices/{invoice}", headers=headers).json()["lines"]
+    usage = next(line for line in lines if line["key"]["kind"] == "usage")
+    fee = next(line for line in lines if line["key"]["kind"] == "fixed_fee")
+    assert usage["quantity"] == "3"
+    assert usage["explanation"]["usage"]["meter_version"] == 1
+
+    explained = client.get(f"/v1/invoices/{invoice}/lines/{usage['id']}/explain", headers=headers).json()
+    url = f"/v1/invoices/{invoice}/lines/{usage['id']}/events"
+    assert (explained["meter_version"], explained["meter_version_inferred"]) == (1, False)
+    assert (explained["usage_event_count"], explained["usage_events_url"]) == (3, url)
+    fee_explained = client.get(f"/v1/invoices/{invoice}/lines/{fee['id']}/explain", headers=headers).json()
+    assert (fee_explained["meter_version"], fee_explained["usage_event_count"], fee_explained["usage_events_url"]) == (
+        None,
+        None,
+        None,
+    )
+
+    first = client.get(url, params={"limit": 2}, headers=headers)
+    assert first.status_code == 200, first.text
+    page = first.json()
+    assert (page["object"], page["has_more"], page["url"], page["meter"], page["meter_version"]) == (
+        "list",
+        True,
+        url,
+        "api_calls",
+        1,
+    )
+    assert page["meter_version_inferred"] is False
+    assert [event["id"] for event in page["data"]] == sent[:2]
+    assert page["data"][0] == {
+        "object": "invoice_line_event",
+        "id": sent[0],
+        "timestamp": at(1, 2).isoformat(),
+        "properties": {},
+        "value": "1",
+    }
+    rest = client.get(url, params={"limit": 2, "starting_after": page["next_cursor"]}, headers=headers).json()
+    assert [event["id"] for event in rest["data"]] == sent[2:3]  # February's call is not January's line's
+    assert (rest["has_more"], rest["next_cursor"]) == (False, None)
+
+    def refused(path: str, **params: Any) -> tuple[int, str]:
+        response = client.get(path, params=params, headers=headers)
+        assert response.headers["content-type"].startswith("application/problem+json"), response.text
+        return response.status_code, response.json()["code"]
+
+    assert refused(f"/v1/invoices/{invoice}/lines/{fee['id']}/events") == (409, "invoice_line_has_no_usage")
+    unknown_line = ids.format_id(ids.INVOICE_LINE, uuid.uuid4())
+    assert refused(f"/v1/invoices/{invoice}/lines/{unknown_line}/events") == (404, "invoice_line_not_found")
+    assert refused(f"/v1/invoices/{invoice}/lines/il_nope/events") == (404, "invoice_line_not_found")
+    assert refused(f"/v1/invoices/in_nope/lines/{usage['id']}/events") == (404, "invoice_not_found")
+    assert refused(url, limit=0) == (422, "limit_out_of_range")
+    assert refused(url, starting_after="nope") == (422, "cursor_invalid")

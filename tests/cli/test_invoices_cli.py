@@ -1,16 +1,24 @@
-"""`tally invoice` end to end: run, list, show, explain, finalize (twice: refused)."""
+"""`tally invoice` end to end: run, list, show, explain, finalize (twice: refused); a usage line's
+explanation and events."""
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 
 from typer.testing import CliRunner
 
+from tally.adapters.ids import INVOICE, INVOICE_LINE, format_id
+from tally.adapters.postgres import invoices as invoice_store
+from tally.adapters.postgres.connections import psycopg_transaction
+from tally.app.advance_test_clock import advance_test_clock
+from tally.app.invoice_queries import get_invoice
 from tally.app.tenants import create_tenant
 from tally.bootstrap import Tally
 from tally.cli import app
-from tests.invoicing_support import setup_catalog
+from tally.core.invoicing import LineKind
+from tests.invoicing_support import at, calls, customer_on_clock, setup_catalog, subscribe
 
 
 def test_invoices_from_the_command_line(database_url: str, tally: Tally) -> None:
@@ -46,3 +54,42 @@ def test_invoices_from_the_command_line(database_url: str, tally: Tally) -> None
     assert code == 0 and "INV-000001" in output, output
     code, output = run("invoice", "finalize", invoice.group(0))
     assert code == 1 and "invoice_must_be_draft" in output, output
+
+
+def test_a_usage_line_explained_down_to_its_events(database_url: str, tally: Tally) -> None:
+    tenant = f"cli-{uuid.uuid4().hex[:8]}"
+    tenant_id = create_tenant(tally.engine, tenant)
+    setup_catalog(tally, tenant_id)
+    customer_id, clock_id, external = customer_on_clock(tally, tenant_id, at(1, 1))
+    subscribe(tally, tenant_id, customer_id)
+    sent = calls(tally, tenant_id, external, [at(1, 2), at(1, 3), at(1, 4)])
+    advance_test_clock(tally.engine, tally.clock, tenant_id, clock_id, at(2, 1))
+    with psycopg_transaction(tally.engine) as connection:
+        draft = invoice_store.draft_of(connection, tenant_id, customer_id, "USD")
+    assert draft is not None
+    lines = get_invoice(tally.engine, tenant_id, draft.id).lines
+    invoice = format_id(INVOICE, draft.id)
+    usage = format_id(INVOICE_LINE, next(line.id for line in lines if line.key.kind is LineKind.USAGE))
+    fee = format_id(INVOICE_LINE, next(line.id for line in lines if line.key.kind is LineKind.FIXED_FEE))
+    runner = CliRunner()
+
+    def run(*arguments: str) -> tuple[int, str]:
+        result = runner.invoke(
+            app, list(arguments), env={"TALLY_DATABASE_URL": database_url, "TALLY_TENANT": tenant, "COLUMNS": "250"}
+        )
+        return result.exit_code, result.output
+
+    code, output = run("invoice", "explain", invoice, usage)
+    assert code == 0 and "meter api_calls version 1" in output and "inferred" not in output, output
+    assert f"3 events: tally invoice events {invoice} {usage}" in output, output
+    code, output = run("invoice", "events", invoice, usage, "--limit", "2")
+    assert code == 0 and sent[0] in output and sent[1] in output and sent[2] not in output, output
+    cursor = re.search(r"--starting-after (\S+)", output)
+    assert cursor, output
+    code, output = run("invoice", "events", invoice, usage, "--starting-after", cursor.group(1), "--json")
+    assert code == 0, output
+    document = json.loads(output)
+    assert [(event["id"], event["value"]) for event in document["data"]] == [(sent[2], "1")]
+    assert (document["has_more"], document["meter"], document["meter_version"]) == (False, "api_calls", 1)
+    code, output = run("invoice", "events", invoice, fee)
+    assert code == 1 and "invoice_line_has_no_usage" in output, output

@@ -27,8 +27,11 @@ from tally.core.metering.aggregation import (
 from tally.core.metering.meters import MeterDefinitionInput, MeterVersion, TimeUnit
 from tally.core.metering.usage import (
     BUCKETS_MAX,
+    MATCHED_EVENTS_LIMIT_MAX,
+    MATCHED_EVENTS_WINDOWS_MAX,
     Bucket,
     Granularity,
+    MatchedEventsQuery,
     UsageQuery,
     bucket_count,
     buckets,
@@ -199,6 +202,45 @@ def test_too_many_buckets_name_the_limit() -> None:
 def test_query_rejections(fields: dict[str, Any], code: str) -> None:
     with pytest.raises(Rejected) as caught:
         _query(_meter(), **fields)
+    assert caught.value.rejection.code == code
+
+
+def _hours(start: float, end: float) -> tuple[datetime, datetime]:
+    return T0 + timedelta(hours=start), T0 + timedelta(hours=end)
+
+
+@pytest.mark.parametrize(
+    ("fields", "code"),
+    [
+        ({"customer": ""}, "customer_invalid"),
+        ({"windows": ()}, "usage_windows_exceed_limit"),
+        ({"windows": (_hours(0, 1),) * (MATCHED_EVENTS_WINDOWS_MAX + 1)}, "usage_windows_exceed_limit"),
+        ({"windows": ((datetime(2026, 3, 1), T0 + timedelta(hours=1)),)}, "datetime_must_have_timezone"),
+        ({"windows": (_hours(2, 2),)}, "time_range_inverted"),
+        ({"windows": (_hours(3, 2),)}, "time_range_inverted"),
+        ({"windows": (_hours(0, 2), _hours(1, 3))}, "usage_windows_must_be_ordered"),
+        ({"windows": (_hours(4, 5), _hours(0, 1))}, "usage_windows_must_be_ordered"),
+        ({"group": ()}, "group_must_match_meter"),
+        ({"group": ("a", "b")}, "group_must_match_meter"),
+        ({"after": (datetime(2026, 3, 1), "e1")}, "datetime_must_have_timezone"),
+        ({"limit": 0}, "limit_out_of_range"),
+        ({"limit": MATCHED_EVENTS_LIMIT_MAX + 1}, "limit_out_of_range"),
+        ({"limit": True}, "limit_out_of_range"),
+        # Precedence: the customer before the windows, the windows before the group and the limit.
+        ({"customer": "", "windows": (), "limit": 0}, "customer_invalid"),
+        ({"windows": (_hours(1, 0),), "group": (), "limit": 0}, "time_range_inverted"),
+    ],
+)
+def test_matched_events_query_rejections(fields: dict[str, Any], code: str) -> None:
+    base: dict[str, Any] = {
+        "customer": "acme",
+        "meter": _meter(group_by=("model",)),
+        "windows": (_hours(0, 1), _hours(1, 2)),  # adjacent windows (a pause ended) are fine
+        "group": ("gpt",),
+    }
+    MatchedEventsQuery(**base)
+    with pytest.raises(Rejected) as caught:
+        MatchedEventsQuery(**(base | fields))
     assert caught.value.rejection.code == code
 
 

@@ -267,6 +267,8 @@ class UsageNeed:
                 windows=self.windows,
                 group=group,
                 progressive=self.progressive,
+                meter_version=self.meter.version,
+                meter_version_id=self.meter.version_id,
             )
             for group, quantity in sorted(totals.items(), key=lambda item: [(v is not None, v or "") for v in item[0]])
         ]

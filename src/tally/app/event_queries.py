@@ -29,6 +29,8 @@ __all__ = [
     "EventPage",
     "EventQuery",
     "EventView",
+    "decode_cursor",
+    "encode_cursor",
     "get_event",
     "list_events",
 ]
@@ -95,7 +97,7 @@ def list_events(engine: Engine, clock: Clock, tenant_id: uuid.UUID, query: Event
             f"without a customer, list at most {EVENTS_WINDOW_DAYS_MAX} days of events at a time",
             "from",
         )
-    after = _decode_cursor(query.cursor) if query.cursor is not None else None
+    after = decode_cursor(query.cursor) if query.cursor is not None else None
     with psycopg_transaction(engine) as connection:
         rows = store.list_events(
             connection,
@@ -111,7 +113,7 @@ def list_events(engine: Engine, clock: Clock, tenant_id: uuid.UUID, query: Event
         rows = rows[: query.limit]
         corrections = store.corrections_of_events(connection, tenant_id, [row.event_id for row in rows])
     items = tuple(_view(row, corrections.get(row.event_id, [])) for row in rows)
-    next_cursor = _encode_cursor(rows[-1].timestamp, rows[-1].event_id) if has_more and rows else None
+    next_cursor = encode_cursor(rows[-1].timestamp, rows[-1].event_id) if has_more and rows else None
     return EventPage(items=items, next_cursor=next_cursor)
 
 
@@ -125,12 +127,13 @@ def _view(row: store.EventRow, corrections: list[store.CorrectionRow]) -> EventV
     return EventView(event=row, corrections=tuple(corrections), effective_properties_json=effective)
 
 
-def _encode_cursor(timestamp: datetime, event_id: str) -> str:
+def encode_cursor(timestamp: datetime, event_id: str) -> str:
+    """An opaque keyset cursor: the last listed event's timestamp and id (also for a line's events)."""
     text = json.dumps([timestamp.isoformat(), event_id], separators=(",", ":"))
     return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         timestamp_text, event_id = json.loads(base64.urlsafe_b64decode(padded.encode()))

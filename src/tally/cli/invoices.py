@@ -13,6 +13,7 @@ from typing import Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from tally.adapters.ids import CUSTOMER, INVOICE, INVOICE_LINE, format_id, parse_id
 from tally.cli._context import (
@@ -239,11 +240,80 @@ def explain(
         found = explain_line(tally.engine, resolve_tenant(tally, tenant), invoice_id, line_id)
         console.print(f"{found.line.description}: {found.line.amount_minor} ({found.line.key.kind.value})")
         console.print_json(json.dumps(found.line.explanation))
+        if found.meter is not None:
+            version = found.meter.version
+            inferred = " (inferred: the line does not record it)" if found.meter.inferred else ""
+            console.print(f"measured with meter {version.code} version {version.version}{inferred}")
         for window in found.windows:
             console.print(
                 f"usage [{window.start.isoformat()}, {window.end.isoformat()}): {window.value} "
                 f"from {window.event_count} events"
             )
+        if found.meter is not None:
+            console.print(f"{found.event_count} events: tally invoice events {invoice} {line}")
+
+
+@app.command("events")
+def events(
+    invoice: str = typer.Argument(..., help="An invoice id (in_…)."),
+    line: str = typer.Argument(..., help="A usage line id (il_…)."),
+    limit: int = typer.Option(100, "--limit", help="Events per page (1 to 1000)."),
+    starting_after: str | None = typer.Option(None, "--starting-after", help="A next cursor from the last page."),
+    as_json: bool = typer.Option(False, "--json", help="JSON (the API's shape) instead of a table."),
+    tenant: str | None = TenantOption,
+) -> None:
+    """The events a usage line was measured from, as they count now, each with what it contributes."""
+    from tally.api.raw_json import RawJson, encode
+    from tally.app.invoice_queries import LineEventsQuery, list_line_events
+
+    invoice_id = _invoice_id(invoice)
+    line_id = parse_id(INVOICE_LINE, line)
+    if line_id is None:
+        fail("invoice_line_not_found", f"{line!r} is not a line id (il_…)")
+    with open_tally() as tally, rejections_as_errors():
+        found = list_line_events(
+            tally.engine,
+            resolve_tenant(tally, tenant),
+            invoice_id,
+            line_id,
+            LineEventsQuery(cursor=starting_after, limit=limit),
+        )
+    version = found.meter.version
+    if as_json:
+        # Exact: properties as stored, values as decimal strings (or the distinct value as sent).
+        document = {
+            "object": "list",
+            "data": [
+                {
+                    "object": "invoice_line_event",
+                    "id": event.event_id,
+                    "timestamp": event.timestamp,
+                    "properties": RawJson(event.properties_json),
+                    "value": RawJson(event.distinct_value_json)
+                    if event.distinct_value_json is not None
+                    else (None if event.value is None else str(event.value)),
+                }
+                for event in found.events
+            ],
+            "has_more": found.has_more,
+            "next_cursor": found.next_cursor,
+            "meter": version.code,
+            "meter_version": version.version,
+            "meter_version_inferred": found.meter.inferred,
+        }
+        print(encode(document))
+        return
+    inferred = ", inferred" if found.meter.inferred else ""
+    table = Table(title=f"events of {line} (meter {version.code} version {version.version}{inferred})")
+    for column in ("id", "timestamp", "value", "properties"):
+        table.add_column(column)
+    for event in found.events:
+        contributed = event.distinct_value_json if event.distinct_value_json is not None else str(event.value)
+        # Text, not markup: ids and properties are the client's and may hold [brackets].
+        table.add_row(Text(event.event_id), event.timestamp.isoformat(), Text(contributed), Text(event.properties_json))
+    console.print(table)
+    if found.next_cursor is not None:
+        console.print(f"more: --starting-after {found.next_cursor}")
 
 
 def _write_document(invoice: str, kind: str, output: Path | None, locale: str | None, tenant: str | None) -> None:

@@ -90,6 +90,38 @@ def test_a_usage_line_explains_itself() -> None:
     document = line.document()
     assert document["explanation"]["usage"]["meter"] == "tokens"
     assert document["key"]["kind"] == "usage"
+    # Readings that do not name their meter version leave it unknown on the line.
+    assert (document["explanation"]["usage"]["meter_version"], explanation.usage.meter_version_id) == (None, None)
+
+
+def test_a_usage_line_records_the_meter_version_it_was_measured_with() -> None:
+    month = subscription(started(PLATFORM_ITEM, TOKENS_ITEM), through=FEB)
+    grouped = readings(month, {"tokens": {("gpt",): 1500, ("claude",): 10}})
+    measured = tuple(dataclasses.replace(r, meter_version=2, meter_version_id=417) for r in grouped)
+    proposal = propose(context(FEB, subscriptions=(month,), usage=measured))
+    usage_lines = [line for line in proposal.lines if line.key.kind is LineKind.USAGE]
+    assert len(usage_lines) == 2
+    for line in usage_lines:
+        assert line.explanation.usage is not None
+        assert (line.explanation.usage.meter_version, line.explanation.usage.meter_version_id) == (2, 417)
+        assert line.document()["explanation"]["usage"]["meter_version"] == 2
+        assert line.document()["explanation"]["usage"]["meter_version_id"] == 417
+    # Two groups of one period measured with different versions cannot both be right.
+    mixed = (measured[0], dataclasses.replace(measured[1], meter_version=1, meter_version_id=416))
+    assert _code(lambda: propose(context(FEB, subscriptions=(month,), usage=mixed))) == "usage_readings_must_agree"
+
+
+@pytest.mark.parametrize(
+    ("meter_version", "meter_version_id"),
+    [(1, None), (None, 7), (0, 7), (-1, 7), (True, 7)],
+)
+def test_a_reading_names_its_meter_version_and_id_together(meter_version: object, meter_version_id: object) -> None:
+    month = subscription(started(PLATFORM_ITEM, TOKENS_ITEM), through=FEB)
+    good = readings(month, {"tokens": 10})[0]
+    assert (
+        _code(lambda: dataclasses.replace(good, meter_version=meter_version, meter_version_id=meter_version_id))
+        == "usage_meter_version_invalid"
+    )
 
 
 def test_a_seat_change_prorates_with_a_credit_and_a_charge() -> None:

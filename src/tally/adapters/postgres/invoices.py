@@ -94,12 +94,14 @@ class LineRow:
     due_at: datetime
     provisional: bool
     explanation: dict[str, Any]
+    # When the line was written: the moment its customer was billed through (the customer's clock).
+    created_at: datetime
 
 
 LINE_COLUMNS = (
     "id, invoice_id, subscription_id, price_id, service_start, service_end, group_values, kind, reference, sequence, "
     "position, amount_minor, amount_minor_total, amount_minor_billed_prior, quantity, product, description, due_at, "
-    "provisional, explanation"
+    "provisional, explanation, created_at"
 )
 
 

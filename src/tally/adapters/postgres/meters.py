@@ -151,6 +151,18 @@ def get_version_by_id(connection: psycopg.Connection[Any], version_id: int) -> M
     return _version_row(row) if row else None
 
 
+def version_in_force(
+    connection: psycopg.Connection[Any], tenant_id: uuid.UUID, meter_id: uuid.UUID, at: datetime
+) -> MeterVersionRow | None:
+    """The meter's latest version created at or before `at` (None: every version is newer)."""
+    row = connection.execute(
+        f"""{_VERSION_SELECT} WHERE v.tenant_id = %s AND v.meter_id = %s AND v.created_at <= %s
+            ORDER BY v.version DESC LIMIT 1""",
+        (tenant_id, meter_id, at),
+    ).fetchone()
+    return _version_row(row) if row else None
+
+
 def list_versions(
     connection: psycopg.Connection[Any], tenant_id: uuid.UUID, meter_id: uuid.UUID
 ) -> list[MeterVersionRow]:

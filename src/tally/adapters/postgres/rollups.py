@@ -195,16 +195,20 @@ def effective_events_sql(scope: str, where: str, *, bulk: bool = False) -> str:
     return _EFFECTIVE.format(scope=scope, where=where, amended=_AMENDED_BULK if bulk else _AMENDED_PROBE)
 
 
-def matched_events_sql(meter: CompiledMeter, scope: str, where: str, *, bulk: bool = False) -> str:
+def matched_events_sql(
+    meter: CompiledMeter, scope: str, where: str, *, bulk: bool = False, properties: bool = False
+) -> str:
     """The meter's matching effective events: customer, hour, timestamp, event_id, group_values,
-    value (numeric aggregations), value_key (unique_count), counted (false: skipped).
+    value (numeric aggregations), value_key (unique_count), counted (false: skipped); with
+    `properties`, also the effective properties (to show the events themselves).
 
     OFFSET 0 keeps the planner from inlining the subquery: the value, dimensions and hour are then
     computed once per event, not once per place the outer query uses them."""
+    shown = ", m.properties" if properties else ""
     return f"""
 SELECT x.*, {meter.counted} AS counted FROM (
     SELECT m.customer, date_trunc('hour', m."timestamp", 'UTC') AS hour, m."timestamp", m.event_id,
-           {meter.group_values} AS group_values, {meter.value} AS value, {meter.value_key} AS value_key
+           {meter.group_values} AS group_values, {meter.value} AS value, {meter.value_key} AS value_key{shown}
     FROM ({effective_events_sql(scope, where, bulk=bulk)}) m
     WHERE {meter.filters}
     OFFSET 0

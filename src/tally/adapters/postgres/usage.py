@@ -45,6 +45,9 @@ from tally.core.metering.meters import AggregationKind, TimeWeightedSum
 from tally.core.metering.usage import (
     Granularity,
     GroupValues,
+    MatchedEvent,
+    MatchedEventsPage,
+    MatchedEventsQuery,
     UsageQuery,
     UsageResult,
     bucket_floor,
@@ -127,6 +130,68 @@ class PostgresEventStore:
                 plan = _plan(query, True)
                 state, cells = _mergeable(connection, query, meter, _parameters(tenant_id, query, meter, plan))
         return assemble(query, cells, "raw" if plan.raw_only else "rollups")
+
+    def matched_events(self, tenant_id: uuid.UUID, query: MatchedEventsQuery) -> MatchedEventsPage:
+        """One page of the events a usage answer over `query.windows` is made of (see
+        `MatchedEventsQuery`): always from raw events, through the same effective-event and meter SQL
+        as the usage answer's raw parts, so the two cannot disagree on which events count."""
+        meter = compile_meter(query.meter.version_id, query.meter.definition)
+        unique = meter.kind is AggregationKind.UNIQUE_COUNT
+        after = query.after
+        cursor = "true"
+        if after is not None:
+            # Keyset on (timestamp, event id), ids by code point: the index range starts at the cursor.
+            cursor = (
+                'e."timestamp" >= %(after_timestamp)s AND (e."timestamp" > %(after_timestamp)s'
+                ' OR e.event_id COLLATE "C" > %(after_id)s)'
+            )
+        # One index range scan of the customer's events of the type, from the cursor (or the first
+        # window's start) to the last window's end. The order is (timestamp, id) and the index has
+        # only the timestamp, so unless the planner streams it (incremental sort) a page may read
+        # the rest of the line's events to sort them: fine for support's look at a line, not for
+        # exporting millions of events (the bounded limit keeps each answer small).
+        scope = """events e"""
+        where = f"""e.tenant_id = %(tenant_id)s AND e.customer = %(customer)s AND e.type = %(event_type)s
+  AND e."timestamp" >= %(first_start)s AND e."timestamp" < %(last_end)s
+  AND EXISTS (SELECT 1 FROM unnest(%(window_starts)s::timestamptz[], %(window_ends)s::timestamptz[]) AS w(lo, hi)
+              WHERE e."timestamp" >= w.lo AND e."timestamp" < w.hi)
+  AND {cursor}"""
+        matched = matched_events_sql(meter, scope, where, properties=True)
+        distinct = "(x.properties -> %(value_property)s)::text" if unique else "NULL::text"
+        statement = f"""
+SELECT x."timestamp", x.event_id, x.properties::text, x.value, {distinct}
+FROM ({matched}) x
+WHERE x.counted AND x.group_values IS NOT DISTINCT FROM %(group)s::text[]
+ORDER BY x."timestamp", x.event_id COLLATE "C"
+LIMIT %(limit)s"""
+        windows = [(start.astimezone(UTC), end.astimezone(UTC)) for start, end in query.windows]
+        parameters = {
+            **meter.parameters,
+            "tenant_id": tenant_id,
+            "customer": query.customer,
+            "first_start": windows[0][0],
+            "last_end": windows[-1][1],
+            "window_starts": [start for start, _ in windows],
+            "window_ends": [end for _, end in windows],
+            "after_timestamp": None if after is None else after[0],
+            "after_id": None if after is None else after[1],
+            "group": list(query.group),
+            "limit": query.limit + 1,
+        }
+        with psycopg_transaction(self._engine) as connection:
+            rows = connection.execute(statement, parameters).fetchall()
+        counted = meter.kind is AggregationKind.COUNT
+        events = tuple(
+            MatchedEvent(
+                event_id=event_id,
+                timestamp=timestamp,
+                properties_json=properties_json,
+                value=Decimal(1) if counted else value,
+                distinct_value_json=distinct_value_json,
+            )
+            for timestamp, event_id, properties_json, value, distinct_value_json in rows[: query.limit]
+        )
+        return MatchedEventsPage(events=events, has_more=len(rows) > query.limit)
 
 
 def _state(connection: psycopg.Connection[Any], tenant_id: uuid.UUID, query: UsageQuery) -> str:

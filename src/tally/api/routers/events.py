@@ -10,11 +10,9 @@ Scopes: ingesting and correcting need `ingest` (or `admin`); reading needs `read
 
 from __future__ import annotations
 
-import json
 import zlib
 from collections.abc import Sequence
 from datetime import datetime
-from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -28,6 +26,8 @@ from tally.adapters.event_json import parse_json_body, parse_json_lines
 from tally.api.auth import Principal, require_scope
 from tally.api.context import get_tally
 from tally.api.problems import register_status
+from tally.api.raw_json import RawJson
+from tally.api.raw_json import exact_json as _exact_json
 from tally.app import event_queries
 from tally.app.correct_event import CorrectionInput, CorrectionResult, EventCorrection, correct_event
 from tally.app.event_queries import EventQuery, EventView
@@ -153,33 +153,6 @@ _INGEST_BODY_DOCUMENT = {
         },
     }
 }
-
-
-# ----- exact JSON answers -------------------------------------------------------------------------
-
-
-class RawJson(str):
-    """JSON text to embed as is (properties as PostgreSQL prints them: numbers exact)."""
-
-    __slots__ = ()
-
-
-def _encode(value: object) -> str:
-    if isinstance(value, RawJson):
-        return str(value)
-    if isinstance(value, dict):
-        return "{" + ",".join(f"{json.dumps(str(key))}:{_encode(item)}" for key, item in value.items()) + "}"
-    if isinstance(value, list | tuple):
-        return "[" + ",".join(_encode(item) for item in value) + "]"
-    if isinstance(value, datetime):
-        return json.dumps(value.isoformat())
-    if isinstance(value, Decimal):
-        return str(value)
-    return json.dumps(value, ensure_ascii=False)
-
-
-def _exact_json(document: object, status_code: int = 200) -> Response:
-    return Response(_encode(document).encode(), status_code=status_code, media_type="application/json")
 
 
 # ----- ingest -------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
 from pydantic import Field
 
 from tally.adapters import ids
@@ -23,6 +24,7 @@ from tally.api.auth import Principal, require_scope
 from tally.api.context import get_tally
 from tally.api.pagination import list_response, page_request
 from tally.api.problems import register_status
+from tally.api.raw_json import RawJson, exact_json
 from tally.api.routers.charges import ChargeResource, charge_resource
 from tally.api.schemas import ApiModel, ListResponse, Resource
 from tally.app import invoice_queries
@@ -35,6 +37,7 @@ from tally.app.run_billing import CustomerRun, bill_customer, run_billing
 from tally.app.void_invoice import void_invoice
 from tally.bootstrap import Tally
 from tally.core.invoicing import CreditNoteReason, InvoiceLine, InvoiceStatus, LineKey
+from tally.core.metering.usage import MatchedEvent
 from tally.core.rejections import Rejected
 
 router = APIRouter(tags=["Invoices"])
@@ -48,6 +51,7 @@ for _code in (
     "invoice_must_be_open",
     "invoice_must_have_no_payments",
     "invoice_must_have_no_credit_notes",
+    "invoice_line_has_no_usage",
 ):
     register_status(_code, 409)
 
@@ -362,6 +366,43 @@ class ExplanationResource(ApiModel):
     charge: ChargeResource | None = Field(
         default=None, description="One-off lines: the charge billed (price, quantity, description, status)."
     )
+    meter_version: int | None = Field(
+        default=None, description="Usage lines: the meter version the windows are measured with (the billed one)."
+    )
+    meter_version_inferred: bool = Field(
+        default=False,
+        description="The line does not record its meter version (written before lines did): the version in force "
+        "when it was written is used, else the latest.",
+    )
+    usage_event_count: int | None = Field(
+        default=None, description="Usage lines: how many events the windows count now."
+    )
+    usage_events_url: str | None = Field(
+        default=None, description="Usage lines: where those events are listed, with what each contributed."
+    )
+
+
+class LineEventResource(ApiModel):
+    object: Literal["invoice_line_event"] = "invoice_line_event"
+    id: str = Field(description="The event's id (as sent at ingest).")
+    timestamp: datetime
+    properties: dict[str, Any] = Field(description="The effective properties: the latest amendment's, if any.")
+    value: Any = Field(
+        description='What the event contributes: count `"1"`; sum, max, min, latest: the value property as a '
+        "decimal string; time_weighted_sum: the level it sets; unique_count: the distinct value as sent (a JSON "
+        "string or number)."
+    )
+
+
+class LineEventList(ApiModel):
+    object: Literal["list"] = "list"
+    data: list[LineEventResource]
+    has_more: bool
+    next_cursor: str | None
+    url: str
+    meter: str
+    meter_version: int
+    meter_version_inferred: bool
 
 
 class UpcomingInvoiceResource(ApiModel):
@@ -508,13 +549,15 @@ def explain(
     id: str, line_id: str, principal: Principal = require_scope("read"), tally: Tally = Depends(get_tally)
 ) -> ExplanationResource:
     """Price and plan version, quantity, tiers, proration, rounding, coupon or commitment; for usage the
-    meter, group and windows, each measured again from the events; for a one-off line, its charge."""
+    meter version it was billed with, the group and windows, each measured again from the events with
+    that version, how many events they count and where to list them; for a one-off line, its charge."""
     found = invoice_queries.explain_line(
         tally.engine,
         principal.tenant_id,
         _invoice_id(id),
         _parse(ids.INVOICE_LINE, line_id, "invoice_line_not_found", "line_id"),
     )
+    meter = found.meter
     return ExplanationResource(
         invoice=id,
         line=_stored_line(found.line),
@@ -529,6 +572,66 @@ def explain(
             for window in found.windows
         ],
         charge=None if found.charge is None else charge_resource(found.charge),
+        meter_version=None if meter is None else meter.version.version,
+        meter_version_inferred=meter is not None and meter.inferred,
+        usage_event_count=found.event_count,
+        usage_events_url=None if meter is None else f"/v1/invoices/{id}/lines/{line_id}/events",
+    )
+
+
+def _line_event(event: MatchedEvent) -> dict[str, Any]:
+    value: object = None
+    if event.distinct_value_json is not None:
+        value = RawJson(event.distinct_value_json)
+    elif event.value is not None:
+        value = str(event.value)
+    return {
+        "object": "invoice_line_event",
+        "id": event.event_id,
+        "timestamp": event.timestamp,
+        "properties": RawJson(event.properties_json),
+        "value": value,
+    }
+
+
+@router.get(
+    "/invoices/{id}/lines/{line_id}/events",
+    response_model=LineEventList,
+    summary="The events a usage line was measured from",
+)
+def line_events(
+    request: Request,
+    id: str,
+    line_id: str,
+    limit: Annotated[int, Query(description=f"1 to {invoice_queries.LINE_EVENTS_LIMIT_MAX}.")] = (
+        invoice_queries.LINE_EVENTS_LIMIT_DEFAULT
+    ),
+    starting_after: Annotated[str | None, Query(description="A `next_cursor` from the previous page.")] = None,
+    principal: Principal = require_scope("read"),
+    tally: Tally = Depends(get_tally),
+) -> Response:
+    """The customer's events the line's meter version counts inside the line's windows and dimension
+    group, as they count now (retracted events left out, amended ones with their latest properties),
+    by timestamp then id, each with the value it contributes. A line that is not a usage line answers
+    409 `invoice_line_has_no_usage`."""
+    found = invoice_queries.list_line_events(
+        tally.engine,
+        principal.tenant_id,
+        _invoice_id(id),
+        _parse(ids.INVOICE_LINE, line_id, "invoice_line_not_found", "line_id"),
+        invoice_queries.LineEventsQuery(cursor=starting_after, limit=limit),
+    )
+    return exact_json(
+        {
+            "object": "list",
+            "data": [_line_event(event) for event in found.events],
+            "has_more": found.has_more,
+            "next_cursor": found.next_cursor,
+            "url": request.url.path,
+            "meter": found.meter.version.code,
+            "meter_version": found.meter.version.version,
+            "meter_version_inferred": found.meter.inferred,
+        }
     )
 
 

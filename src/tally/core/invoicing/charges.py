@@ -285,9 +285,16 @@ def _usage_lines(  # noqa: PLR0917 - a private step of `charges`
             "usage_groups_must_be_distinct", "two readings of one period have the same group", "usage"
         )
     first = readings[0]
-    if any(r.windows != first.windows or r.progressive != first.progressive for r in readings):
+    if any(
+        r.windows != first.windows
+        or r.progressive != first.progressive
+        or (r.meter_version, r.meter_version_id) != (first.meter_version, first.meter_version_id)
+        for r in readings
+    ):
         raise Rejected.because(
-            "usage_readings_must_agree", "the readings of one period share their windows and progressive flag", "usage"
+            "usage_readings_must_agree",
+            "the readings of one period share their windows, progressive flag and meter version",
+            "usage",
         )
     due = tuple(sorted(lookups.windows(billing).get((price_id, period), ()), key=lambda window: window.start))
     windows = tuple(sorted(first.windows, key=lambda window: window.start))
@@ -324,7 +331,12 @@ def _usage_lines(  # noqa: PLR0917 - a private step of `charges`
                     quantity=rating.quantity,
                     rating=rating,
                     usage=UsageSource(
-                        meter=ref.price.meter, windows=windows, group=reading.group, progressive=first.progressive
+                        meter=ref.price.meter,
+                        meter_version=reading.meter_version,
+                        meter_version_id=reading.meter_version_id,
+                        windows=windows,
+                        group=reading.group,
+                        progressive=first.progressive,
                     ),
                     exact_amount=rating.amount,
                     rounding=ref.price.rounding,

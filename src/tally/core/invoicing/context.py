@@ -106,6 +106,9 @@ class UsageReading:
     the price's due usage windows in `period`. A `progressive` reading (threshold billing, a
     preview) measures usage so far in a period that is still open: it is rated without the price's
     minimum, and a later closing reading of the same period bills the rest.
+
+    `meter_version` and `meter_version_id` name the meter version the quantity was measured with
+    (both or neither); the usage line records them so its explanation measures with that version.
     """
 
     subscription_id: str
@@ -115,6 +118,8 @@ class UsageReading:
     windows: tuple[Period, ...]
     group: Group = ()
     progressive: bool = False
+    meter_version: int | None = None
+    meter_version_id: int | None = None
 
     def __post_init__(self) -> None:
         if len(self.windows) > WINDOWS_PER_READING_MAX:
@@ -126,6 +131,14 @@ class UsageReading:
                 raise Rejected.because(
                     "usage_window_must_lie_in_period", "each usage window is non-empty and inside the period", "windows"
                 )
+        if (self.meter_version is None) != (self.meter_version_id is None) or (
+            self.meter_version is not None and (isinstance(self.meter_version, bool) or self.meter_version < 1)
+        ):
+            raise Rejected.because(
+                "usage_meter_version_invalid",
+                "a reading names its meter version (1 or more) and that version's id together, or neither",
+                "meter_version",
+            )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

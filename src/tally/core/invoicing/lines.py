@@ -194,17 +194,26 @@ class PriceSource:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class UsageSource:
-    """Where a usage line's quantity came from: the meter, the windows it was measured over, and
-    the dimension group. The explain endpoint turns this into a query down to the events."""
+    """Where a usage line's quantity came from: the meter and the version it was measured with, the
+    windows it was measured over, and the dimension group. The explain endpoint turns this into a
+    query down to the events, against that same version (a meter changed since then is a new
+    version and never reinterprets a billed line).
+
+    `meter_version` (1, 2, …) and `meter_version_id` (the store's key of that version) are None only
+    for readings that did not say (core tests); the billing run always records both."""
 
     meter: str
     windows: tuple[Period, ...]
     group: Group
     progressive: bool
+    meter_version: int | None = None
+    meter_version_id: int | None = None
 
     def document(self) -> dict[str, Any]:
         return {
             "meter": self.meter,
+            "meter_version": self.meter_version,
+            "meter_version_id": self.meter_version_id,
             "windows": [{"start": w.start.isoformat(), "end": w.end.isoformat()} for w in self.windows],
             "group": list(self.group),
             "progressive": self.progressive,

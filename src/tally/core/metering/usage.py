@@ -211,3 +211,87 @@ def buckets(start: datetime, end: datetime, granularity: Granularity) -> tuple[B
 def bucket_index(buckets_: tuple[Bucket, ...], granularity: Granularity) -> Mapping[datetime, int]:
     """From a bucket's aligned floor (what SQL's date_trunc gives) to its position."""
     return {bucket_floor(bucket.start, granularity): index for index, bucket in enumerate(buckets_)}
+
+
+# ----- the events behind a usage figure ------------------------------------------------------------
+
+# Events of one page of a listing (as for raw events).
+MATCHED_EVENTS_LIMIT_MAX = 1000
+# Windows of one listing (as many as one usage reading may have).
+MATCHED_EVENTS_WINDOWS_MAX = 1000
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MatchedEventsQuery:
+    """The effective events one meter version counts for one customer inside `windows`, in one
+    series `group` (the event's values of *all* the meter's group_by keys, in their order; () for
+    a meter without group_by): the events a usage answer over those windows is made of.
+
+    Only counted events: an event whose value is missing or not numeric (a skipped event) adds
+    nothing, so it is not listed. Ordered by (timestamp, event id), one page of at most `limit`
+    after the keyset cursor `after` (the last listed event's timestamp and id). Validates itself.
+    """
+
+    customer: str
+    meter: MeterVersion
+    windows: tuple[tuple[datetime, datetime], ...]
+    group: GroupValues
+    after: tuple[datetime, str] | None = None
+    limit: int = 100
+
+    def __post_init__(self) -> None:
+        if not 1 <= len(self.customer) <= CUSTOMER_LENGTH_MAX:
+            raise Rejected.because("customer_invalid", f"customer is 1 to {CUSTOMER_LENGTH_MAX} characters", "customer")
+        if not 1 <= len(self.windows) <= MATCHED_EVENTS_WINDOWS_MAX:
+            raise Rejected.because(
+                "usage_windows_exceed_limit", f"1 to {MATCHED_EVENTS_WINDOWS_MAX} windows", "windows"
+            )
+        previous_end: datetime | None = None
+        for start, end in self.windows:
+            if start.tzinfo is None or end.tzinfo is None:
+                raise Rejected.because("datetime_must_have_timezone", "windows need a UTC offset", "windows")
+            if start >= end:
+                raise Rejected.because("time_range_inverted", "a window [start, end) is non-empty", "windows")
+            if previous_end is not None and start < previous_end:
+                # Overlapping windows would list an event twice (and a usage answer would count it twice).
+                raise Rejected.because(
+                    "usage_windows_must_be_ordered", "windows are in order and do not overlap", "windows"
+                )
+            previous_end = end
+        if len(self.group) != len(self.meter.definition.group_by):
+            raise Rejected.because(
+                "group_must_match_meter",
+                f"a group has one value per group_by key of meter {self.meter.code} "
+                f"({len(self.meter.definition.group_by)})",
+                "group",
+            )
+        if self.after is not None and self.after[0].tzinfo is None:
+            raise Rejected.because("datetime_must_have_timezone", "the cursor's timestamp needs a UTC offset", "after")
+        if isinstance(self.limit, bool) or not 1 <= self.limit <= MATCHED_EVENTS_LIMIT_MAX:
+            raise Rejected.because("limit_out_of_range", f"limit must be 1 to {MATCHED_EVENTS_LIMIT_MAX}", "limit")
+
+
+@dataclass(frozen=True, slots=True)
+class MatchedEvent:
+    """One event a usage figure is made of, with what it contributes.
+
+    - `properties_json`: its effective properties (the latest amendment's, if any) as JSON text with
+      exact numbers: what the meter saw.
+    - `value`: count: 1; sum, max, min, latest: the value property as a number; time_weighted_sum:
+      the level it sets (the figure is the integral of the levels over time, not their sum);
+      unique_count: None.
+    - `distinct_value_json`: unique_count only: the value property as JSON text (a string or a
+      number; `"1"` and `1` are different values).
+    """
+
+    event_id: str
+    timestamp: datetime
+    properties_json: str
+    value: Decimal | None
+    distinct_value_json: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MatchedEventsPage:
+    events: tuple[MatchedEvent, ...]
+    has_more: bool

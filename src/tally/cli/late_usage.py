@@ -11,7 +11,9 @@ from rich.table import Table
 from tally.adapters.ids import CREDIT_NOTE, INVOICE, LATE_USAGE, format_id
 from tally.cli._context import console, fail, open_tally, rejections_as_errors, resolve_tenant
 
-app = typer.Typer(help="Late usage flags: open until the billing run bills or credits them.", no_args_is_help=True)
+app = typer.Typer(
+    help="Late usage flags: open until an invoice bills them or a credit note credits them.", no_args_is_help=True
+)
 
 TenantOption = typer.Option(None, "--tenant", envvar="TALLY_TENANT", help="Tenant id or name.")
 

@@ -261,6 +261,8 @@ class _Value:
 
 
 _ABSENT = _Value(_State.ABSENT)
+# The states a price is marked in (a trial or a pause window), with the mark's kind.
+_MARKED_STATES = {_State.TRIAL: BillingEventKind.TRIAL, _State.PAUSED: BillingEventKind.PAUSED}
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,9 +279,12 @@ class _PriceTrack:
     changes: tuple[_Change, ...]
     # The moments of `changes`, for bisecting.
     moments: tuple[datetime, ...] = field(init=False, repr=False, compare=False)
+    # Whether the price is ever in a trial or paused (only then has it trial or pause marks).
+    marked: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "moments", tuple(change.at for change in self.changes))
+        object.__setattr__(self, "marked", any(change.value.state in _MARKED_STATES for change in self.changes))
 
     @classmethod
     def of(cls, history: History, price: SubscriptionItem) -> _PriceTrack:
@@ -417,11 +422,12 @@ class _PeriodWalk:
         return [event for event in events if event.due_at <= self.through]
 
     def _marks(self, track: _PriceTrack, period: Period) -> list[BillingEvent]:
-        kinds = {_State.TRIAL: BillingEventKind.TRIAL, _State.PAUSED: BillingEventKind.PAUSED}
+        if not track.marked:
+            return []
         return [
-            self._window(period, piece, kinds[value.state])
+            self._window(period, piece, _MARKED_STATES[value.state])
             for piece, value in track.segments(period)
-            if value.state in kinds
+            if value.state in _MARKED_STATES
         ]
 
     def _window(self, period: Period, piece: Period, kind: BillingEventKind) -> BillingEvent:

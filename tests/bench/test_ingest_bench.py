@@ -29,3 +29,8 @@ def test_the_ingest_benchmark_prints_one_line_and_proves_its_run(database_url: s
     assert figures["duplicates_counted"] == 0 and figures["lost"] == 0
     for name in ("events_per_s", "baseline_per_s", "bulk_events_per_s", "p50_ms", "p99_ms"):
         assert figures[name] > 0, name
+    # The baseline is measured before and after tally's runs; the ratios divide by their mean.
+    runs = figures["baseline_runs_per_s"]
+    assert len(runs) == 2 and all(rate > 0 for rate in runs)
+    assert abs(figures["baseline_per_s"] - sum(runs) / 2) <= 0.1
+    assert abs(figures["ratio"] - figures["events_per_s"] / figures["baseline_per_s"]) <= 0.001

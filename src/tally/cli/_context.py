@@ -52,6 +52,16 @@ def resolve_tenant(tally: Tally, tenant: str | None) -> uuid.UUID:
     return found[0].id
 
 
+def resolve_customer(tally: Tally, tenant_id: uuid.UUID, text: str) -> uuid.UUID:
+    """A customer by id (`cus_…`) or by external id (refused as `customer_not_found` if none)."""
+    from tally.app.customer_queries import get_customer_by_external_id
+
+    parsed = parse_id("cus", text)
+    if parsed is not None:
+        return parsed
+    return get_customer_by_external_id(tally.engine, tenant_id, text).id
+
+
 def fail(code: str, message: str) -> NoReturn:
     error_console.print(f"[bold red]{code}[/bold red]: {message}")
     raise typer.Exit(1)

@@ -3,29 +3,18 @@ or external id, prices by `price_…` or code."""
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
 
 import typer
 from rich.table import Table
 
 from tally.adapters import ids
-from tally.cli._context import audit, console, fail, open_tally, rejections_as_errors, resolve_tenant
+from tally.cli._context import audit, console, fail, open_tally, rejections_as_errors, resolve_customer, resolve_tenant
 
 app = typer.Typer(help="One-off charges: create, list, cancel.", no_args_is_help=True)
 
 TenantOption = typer.Option(None, "--tenant", envvar="TALLY_TENANT", help="Tenant id or name.")
-
-
-def _customer(tally: Any, tenant_id: uuid.UUID, text: str) -> uuid.UUID:
-    from tally.app import customer_queries
-
-    parsed = ids.parse_id(ids.CUSTOMER, text)
-    if parsed is not None:
-        return parsed
-    return customer_queries.get_customer_by_external_id(tally.engine, tenant_id, text).id
 
 
 @app.command("create")
@@ -55,7 +44,7 @@ def create(
             tally.clock,
             tenant_id,
             ChargeInput(
-                customer_id=_customer(tally, tenant_id, customer),
+                customer_id=resolve_customer(tally, tenant_id, customer),
                 price_id=price_id,
                 price_code=None if price_id is not None else price,
                 quantity=amount,
@@ -88,7 +77,11 @@ def list_charges(
     with open_tally() as tally, rejections_as_errors():
         tenant_id = resolve_tenant(tally, tenant)
         page = charge_queries.list_charges(
-            tally.engine, tenant_id, _customer(tally, tenant_id, customer), PageRequest(limit=LIMIT_MAX), status=status
+            tally.engine,
+            tenant_id,
+            resolve_customer(tally, tenant_id, customer),
+            PageRequest(limit=LIMIT_MAX),
+            status=status,
         )
         table = Table(title="charges")
         for column in ("charge", "price", "quantity", "description", "charged at", "status", "invoice"):

@@ -6,13 +6,12 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
 
 import typer
 from rich.table import Table
 
 from tally.adapters import ids
-from tally.cli._context import audit, console, fail, open_tally, rejections_as_errors, resolve_tenant
+from tally.cli._context import audit, console, fail, open_tally, rejections_as_errors, resolve_customer, resolve_tenant
 
 coupons_app = typer.Typer(help="Coupons: create, list, redeem, archive.", no_args_is_help=True)
 credits_app = typer.Typer(help="Credit grants: grant, list, expire; the expiry job.", no_args_is_help=True)
@@ -20,15 +19,6 @@ commitments_app = typer.Typer(help="Minimum commitments.", no_args_is_help=True)
 tax_rates_app = typer.Typer(help="Tax rates: create, retire.", no_args_is_help=True)
 
 TenantOption = typer.Option(None, "--tenant", envvar="TALLY_TENANT", help="Tenant id or name.")
-
-
-def _customer(tally: Any, tenant_id: uuid.UUID, text: str) -> uuid.UUID:
-    from tally.app import customer_queries
-
-    parsed = ids.parse_id(ids.CUSTOMER, text)
-    if parsed is not None:
-        return parsed
-    return customer_queries.get_customer_by_external_id(tally.engine, tenant_id, text).id
 
 
 def _parsed(prefix: str, text: str, code: str) -> uuid.UUID:
@@ -98,7 +88,7 @@ def redeem(
             tally.engine,
             tally.clock,
             tenant_id,
-            RedemptionInput(coupon_id=coupon_id, customer_id=_customer(tally, tenant_id, customer)),
+            RedemptionInput(coupon_id=coupon_id, customer_id=resolve_customer(tally, tenant_id, customer)),
         )
         redemption = ids.format_id(ids.COUPON_REDEMPTION, row.id)
         audit(tally, tenant_id, "coupon_redemption.create", "coupon_redemption", redemption)
@@ -125,7 +115,7 @@ def grant(
             tally.clock,
             tenant_id,
             GrantInput(
-                customer_id=_customer(tally, tenant_id, customer),
+                customer_id=resolve_customer(tally, tenant_id, customer),
                 kind=kind,
                 amount_minor=amount_minor,
                 unit=unit,
@@ -151,7 +141,7 @@ def list_grants(customer: str, tenant: str | None = TenantOption) -> None:
             tenant_id,
             "credit_grant",
             PageRequest(limit=LIMIT_MAX),
-            customer_id=_customer(tally, tenant_id, customer),
+            customer_id=resolve_customer(tally, tenant_id, customer),
         )
         table = Table(title="credit grants")
         for column in ("grant", "kind", "unit", "amount", "remaining", "priority", "expires"):
@@ -213,7 +203,7 @@ def create_commitment(
             tally.clock,
             tenant_id,
             CommitmentInput(
-                customer_id=_customer(tally, tenant_id, customer),
+                customer_id=resolve_customer(tally, tenant_id, customer),
                 minimum_minor=minimum_minor,
                 period_start=period_start,
                 period_end=period_end,
@@ -245,7 +235,7 @@ def create_tax_rate(
             TaxRateInput(
                 name=name,
                 percent=Decimal(percent),
-                customer_id=None if customer is None else _customer(tally, tenant_id, customer),
+                customer_id=None if customer is None else resolve_customer(tally, tenant_id, customer),
                 product=product,
             ),
         )

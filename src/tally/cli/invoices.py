@@ -9,7 +9,6 @@ import sys
 import uuid
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import typer
 from rich.table import Table
@@ -23,6 +22,7 @@ from tally.cli._context import (
     fail,
     open_tally,
     rejections_as_errors,
+    resolve_customer,
     resolve_tenant,
 )
 
@@ -36,15 +36,6 @@ def _invoice_id(text: str) -> uuid.UUID:
     if parsed is None:
         fail("invoice_not_found", f"{text!r} is not an invoice id (in_…)")
     return parsed
-
-
-def _customer_id(tally: Any, tenant_id: uuid.UUID, text: str) -> uuid.UUID:
-    from tally.app import customer_queries
-
-    parsed = parse_id(CUSTOMER, text)
-    if parsed is not None:
-        return parsed
-    return customer_queries.get_customer_by_external_id(tally.engine, tenant_id, text).id
 
 
 def _money(amount_minor: int, currency: str) -> str:
@@ -63,7 +54,7 @@ def run(
         tenant_id = resolve_tenant(tally, tenant)
         runs: tuple[CustomerRun, ...]
         if customer is not None:
-            runs = (bill_customer(tally.engine, tally.clock, tenant_id, _customer_id(tally, tenant_id, customer)),)
+            runs = (bill_customer(tally.engine, tally.clock, tenant_id, resolve_customer(tally, tenant_id, customer)),)
         else:
             runs = run_billing(tally.engine, tally.clock, tenant_id=tenant_id, jobs=default_jobs()).customers
         table = Table(title="billing run")
@@ -93,7 +84,7 @@ def evaluate_thresholds(
 
     with open_tally() as tally, rejections_as_errors():
         tenant_id = resolve_tenant(tally, tenant)
-        named = None if customer is None else (_customer_id(tally, tenant_id, customer),)
+        named = None if customer is None else (resolve_customer(tally, tenant_id, customer),)
         result = evaluate_billing_thresholds(tally.engine, tally.clock, tenant_id=tenant_id, customer_ids=named)
         table = Table(title="threshold evaluation")
         for column in ("customer", "outcome", "accrued / threshold", "invoice", "refused"):
@@ -160,7 +151,7 @@ def list_invoices(
 
     with open_tally() as tally, rejections_as_errors():
         tenant_id = resolve_tenant(tally, tenant)
-        customer_id = None if customer is None else _customer_id(tally, tenant_id, customer)
+        customer_id = None if customer is None else resolve_customer(tally, tenant_id, customer)
         page = find(tally.engine, tenant_id, PageRequest(limit=LIMIT_MAX), customer_id=customer_id, status=status)
         table = Table(title="invoices")
         for column in ("id", "number", "customer", "status", "total", "due", "remaining"):

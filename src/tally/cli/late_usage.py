@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from tally.adapters.ids import CREDIT_NOTE, INVOICE, LATE_USAGE, format_id
-from tally.cli._context import console, fail, open_tally, rejections_as_errors, resolve_tenant
+from tally.cli._context import console, fail, open_tally, rejections_as_errors, resolve_customer, resolve_tenant
 
 app = typer.Typer(
     help="Late usage flags: open until an invoice bills them or a credit note credits them.", no_args_is_help=True
@@ -35,13 +35,12 @@ def list_flags(
     """Flags, newest first (at most 100; use the API's pages for more)."""
     from tally.adapters.pagination import LIMIT_MAX, PageRequest
     from tally.app.late_usage_queries import FlagStatus, list_late_usage
-    from tally.cli.invoices import _customer_id
 
     if status is not None and status not in set(FlagStatus):
         fail("late_usage_status_unknown", "--status is open or resolved")
     with open_tally() as tally, rejections_as_errors():
         tenant_id = resolve_tenant(tally, tenant)
-        customer_id = None if customer is None else _customer_id(tally, tenant_id, customer)
+        customer_id = None if customer is None else resolve_customer(tally, tenant_id, customer)
         page = list_late_usage(
             tally.engine,
             tenant_id,

@@ -13,7 +13,7 @@ import typer
 from rich.table import Table
 
 from tally.adapters.ids import CUSTOMER, PLAN_VERSION, PRICE, SUBSCRIPTION, format_id, parse_id
-from tally.cli._context import audit, console, fail, open_tally, rejections_as_errors, resolve_tenant
+from tally.cli._context import audit, console, fail, open_tally, rejections_as_errors, resolve_customer, resolve_tenant
 
 app = typer.Typer(help="Subscriptions: customers on plans, and every change as a timeline.", no_args_is_help=True)
 
@@ -44,15 +44,6 @@ def _subscription_id(text: str) -> uuid.UUID:
     if parsed is None:
         fail("subscription_not_found", f"{text!r} is not a subscription id (sub_…)")
     return parsed
-
-
-def _customer_id(tally: Any, tenant_id: uuid.UUID, text: str) -> uuid.UUID:
-    from tally.app import customer_queries
-
-    parsed = parse_id(CUSTOMER, text)
-    if parsed is not None:
-        return parsed
-    return customer_queries.get_customer_by_external_id(tally.engine, tenant_id, text).id
 
 
 def _price_id(tally: Any, tenant_id: uuid.UUID, text: str) -> uuid.UUID:
@@ -131,7 +122,7 @@ def create(
             tally.clock,
             tenant_id,
             SubscriptionInput(
-                customer_id=_customer_id(tally, tenant_id, customer),
+                customer_id=resolve_customer(tally, tenant_id, customer),
                 plan=plan_choice,
                 prices=prices,
                 start_at=_when(start_at, "--start-at") if start_at else None,
@@ -162,7 +153,7 @@ def list_subscriptions(
         table.add_column(column)
     with open_tally() as tally, rejections_as_errors():
         tenant_id = resolve_tenant(tally, tenant)
-        customer_id = _customer_id(tally, tenant_id, customer) if customer else None
+        customer_id = resolve_customer(tally, tenant_id, customer) if customer else None
         page = PageRequest(limit=LIMIT_MAX)
         while True:
             found = find(tally.engine, tally.clock, tenant_id, page, customer_id=customer_id)

@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 from tally.adapters import ids
+from tally.adapters.postgres.billing_batches import billing_run_lock
 from tally.app.advance_test_clock import advance_test_clock
 from tally.bootstrap import Tally
 from tests.api.conftest import MakeHeaders
@@ -162,3 +163,15 @@ def test_a_usage_line_lists_the_events_it_was_measured_from(
     assert refused(f"/v1/invoices/in_nope/lines/{usage['id']}/events") == (404, "invoice_not_found")
     assert refused(url, limit=0) == (422, "limit_out_of_range")
     assert refused(url, starting_after="nope") == (422, "cursor_invalid")
+
+
+def test_an_overlapping_run_answers_409(
+    client: TestClient, tally: Tally, tenant_id: uuid.UUID, make_headers: MakeHeaders
+) -> None:
+    headers = make_headers(tenant_id)
+    with billing_run_lock(tally.engine, tenant_id) as held:  # a run over every customer under way
+        assert held
+        busy = client.post("/v1/invoices/run", json={}, headers=headers)
+        assert (busy.status_code, busy.json()["code"]) == (409, "billing_run_in_progress"), busy.text
+    done = client.post("/v1/invoices/run", json={}, headers=headers)
+    assert (done.status_code, done.json()["customers"]) == (200, [])

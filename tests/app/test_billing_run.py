@@ -10,6 +10,7 @@ import uuid
 import pytest
 
 from tally.adapters.postgres import invoices as store
+from tally.adapters.postgres.billing_batches import billing_run_lock
 from tally.adapters.postgres.connections import psycopg_transaction
 from tally.app.advance_test_clock import advance_test_clock
 from tally.app.finalize_invoice import finalize_invoice
@@ -18,6 +19,7 @@ from tally.app.issue_credit_note import CreditNoteInput, issue_invoice_credit_no
 from tally.app.mark_invoice_uncollectible import mark_invoice_uncollectible
 from tally.app.record_invoice_payment import PaymentInput, record_invoice_payment
 from tally.app.run_billing import bill_customer, run_billing
+from tally.app.tenants import create_tenant
 from tally.app.void_invoice import void_invoice
 from tally.bootstrap import Tally
 from tally.core.rejections import Rejected
@@ -208,3 +210,33 @@ def test_concurrent_runs_and_finalizes_bill_each_thing_once(tally: Tally, tenant
     assert all(total == 3000 for _, _, total in per_customer)
     assert [row[0] for row in numbers] == [f"INV-{n:06d}" for n in range(1, len(numbers) + 1)]
     assert len(numbers) == 3
+
+
+def test_an_overlapping_run_over_every_customer_is_refused_at_once(tally: Tally, tenant_id: uuid.UUID) -> None:
+    """While a run over every customer due of the tenant is under way, another one answers
+    `billing_run_in_progress` and writes nothing; one customer's run, another tenant's run, and a run
+    after the first ended all go ahead."""
+    setup_catalog(tally, tenant_id)
+    customer_id, _, _ = customer_on_clock(tally, tenant_id, at(1, 1))
+    subscribe(tally, tenant_id, customer_id)
+    other = create_tenant(tally.engine, f"other-{uuid.uuid4().hex[:8]}")
+
+    def drafts() -> int:
+        with psycopg_transaction(tally.engine) as connection:
+            row = connection.execute("SELECT count(*) FROM invoices WHERE tenant_id = %s", (tenant_id,)).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    with billing_run_lock(tally.engine, tenant_id) as held:
+        assert held
+        with pytest.raises(Rejected) as refused:
+            run_billing(tally.engine, tally.clock, tenant_id=tenant_id)
+        assert refused.value.rejection.code == "billing_run_in_progress"
+        assert drafts() == 0
+        assert run_billing(tally.engine, tally.clock, tenant_id=other).customers == ()
+        with billing_run_lock(tally.engine, tenant_id) as again:
+            assert not again  # the lock is not taken twice, even by its own process
+        (named,) = run_billing(tally.engine, tally.clock, tenant_id=tenant_id, customer_ids=(customer_id,)).customers
+        assert named.created
+    assert drafts() == 1
+    assert run_billing(tally.engine, tally.clock, tenant_id=tenant_id).changed == 0

@@ -18,6 +18,7 @@ from sqlalchemy import text
 from typer.testing import CliRunner
 
 from tally.adapters.clock import FixedClock
+from tally.adapters.postgres.billing_batches import billing_run_lock
 from tally.bootstrap import Tally, build
 from tally.cli import jobs as jobs_cli
 from tally.settings import Settings
@@ -156,6 +157,17 @@ def test_the_purge_job_runs_the_real_purge(jobs_tally: Tally) -> None:
     purged = result_of(handle)
     assert isinstance(purged, int)
     assert purged >= 0
+
+
+def test_the_billing_job_skips_while_another_run_over_every_tenant_is_under_way(jobs_tally: Tally) -> None:
+    """Another worker's scheduled run holds the run lock: this one bills nothing and succeeds (it
+    would bill what that one does), instead of failing its step three times."""
+    with billing_run_lock(jobs_tally.engine, None) as held:
+        assert held
+        handle = enqueue_once(
+            jobs.BILLING_QUEUE, jobs.billing_run, workflow_id("tests.billing_run", uuid.uuid4()), NOW, None
+        )
+        assert result_of(handle) == 0
 
 
 @pytest.fixture

@@ -213,11 +213,33 @@ def run_billing(
             (tenant_id, named[low : low + chunk_size]) for low in range(0, len(named), chunk_size)
         )
         several = len(named) > chunk_size
-    else:
+        return _bill_chunks(engine, clock, chunks, several=several, event_store=event_store, jobs=jobs)
+    # A run over every customer due: one at a time per tenant (or for all tenants), so an
+    # overlapping one is told so at once instead of waiting on each customer's lock to find
+    # nothing left to do.
+    with batches.billing_run_lock(engine, tenant_id) as held:
+        if not held:
+            raise Rejected.because(
+                "billing_run_in_progress",
+                "a billing run over every customer due is under way"
+                + (" for this tenant" if tenant_id is not None else "")
+                + "; it bills what this one would: try again when it ends",
+            )
         chunks = _chunks_due(engine, clock, tenant_id, chunk_size, customers_max)
         ahead = [chunk for chunk in (next(chunks, None), next(chunks, None)) if chunk is not None]
-        several = len(ahead) > 1
         chunks = itertools.chain(ahead, chunks)
+        return _bill_chunks(engine, clock, chunks, several=len(ahead) > 1, event_store=event_store, jobs=jobs)
+
+
+def _bill_chunks(
+    engine: Engine,
+    clock: Clock,
+    chunks: Iterator[tuple[uuid.UUID, list[uuid.UUID]]],
+    *,
+    several: bool,
+    event_store: EventStore | None,
+    jobs: int,
+) -> BillingRun:
     if jobs > 1 and several and _portable(clock, event_store):
         return BillingRun(tuple(_bill_in_pool(engine, clock, jobs, chunks)))
     usage = event_store or open_event_store(engine)

@@ -91,9 +91,17 @@ def run_billing_step() -> int:
     """Bill every customer with something due by its clock; returns how many drafts changed. Safe to
     repeat: a billing run that runs again changes nothing."""
     from tally.app.run_billing import run_billing
+    from tally.core.rejections import Rejected
 
     tally = current_tally()
-    result = run_billing(tally.engine, tally.clock)
+    try:
+        result = run_billing(tally.engine, tally.clock)
+    except Rejected as rejected:
+        if rejected.rejection.code != "billing_run_in_progress":
+            raise
+        # Another worker's run over every tenant is under way: it bills what this one would.
+        logger.info("billing run skipped: another run over every tenant is under way")
+        return 0
     for refused in result.refused:
         logger.error(
             "billing run refused a customer: %s",

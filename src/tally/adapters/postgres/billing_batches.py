@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 import psycopg
+from sqlalchemy import Engine
 
 from tally.adapters.postgres import customers as customer_store
 from tally.adapters.postgres import invoices as invoice_store
@@ -59,6 +61,28 @@ def lock_customers(connection: Connection, tenant_id: uuid.UUID, customer_ids: S
            FROM (SELECT id FROM unnest(%s::uuid[]) WITH ORDINALITY AS t(id, n) ORDER BY n OFFSET 0) c""",
         (tenant_id, list(customer_ids)),
     )
+
+
+@contextmanager
+def billing_run_lock(engine: Engine, tenant_id: uuid.UUID | None) -> Iterator[bool]:
+    """Hold, for the block, the lock of a run over every customer due of `tenant_id` (None: of every
+    tenant); yields False, holding nothing, when another run holds it. A session lock on a
+    connection of its own, taken without waiting and given back at the end (or when the process
+    dies and its connection closes); the connection idles between, never inside a transaction."""
+    key = f"tally.billing_run:{tenant_id if tenant_id is not None else '*'}"
+    with engine.connect() as pooled:
+        connection = pooled.connection.driver_connection
+        if not isinstance(connection, psycopg.Connection):  # pragma: no cover - configuration error
+            raise TypeError("tally needs the psycopg 3 driver")
+        row = connection.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (key,)).fetchone()
+        connection.commit()
+        held = bool(row and row[0])
+        try:
+            yield held
+        finally:
+            if held:
+                connection.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (key,))
+                connection.commit()
 
 
 def customers_due_after(

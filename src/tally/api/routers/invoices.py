@@ -52,6 +52,7 @@ for _code in (
     "invoice_must_have_no_payments",
     "invoice_must_have_no_credit_notes",
     "invoice_line_has_no_usage",
+    "billing_run_in_progress",
 ):
     register_status(_code, 409)
 
@@ -424,7 +425,9 @@ class UpcomingInvoiceResource(ApiModel):
 
 @router.post("/invoices/run", response_model=RunResource, summary="Run billing now")
 def run(body: RunBody, principal: Principal = require_scope("admin"), tally: Tally = Depends(get_tally)) -> RunResource:
-    """Brings drafts up to what is due by each customer's clock. Running it again changes nothing."""
+    """Brings drafts up to what is due by each customer's clock. Running it again changes nothing.
+    A run over every customer while another is under way for the tenant answers 409
+    `billing_run_in_progress` at once (one customer's run waits for that customer instead)."""
     runs: tuple[CustomerRun, ...]
     if body.customer is not None:
         customer_id = _parse(ids.CUSTOMER, body.customer, "customer_not_found", "customer")

@@ -54,3 +54,20 @@ def test_late_usage_lists_open_then_resolved_flags(client: TestClient, admin_hea
     assert bad.status_code == 422, bad.text
     unknown = client.get("/v1/late_usage", params={"customer": "cus_nobody"}, headers=admin_headers)
     assert (unknown.status_code, unknown.json()["code"]) == (404, "customer_not_found")
+
+
+def test_a_separate_policy_run_names_the_extra_invoice_and_its_reason(
+    client: TestClient, admin_headers: Headers
+) -> None:
+    response = client.put("/v1/account/billing_settings", json={"late_usage_policy": "separate"}, headers=admin_headers)
+    assert response.status_code == 200, response.text
+    _, customer = late_usage_flag(client, admin_headers)
+    run = client.post("/v1/invoices/run", json={"customer": customer}, headers=admin_headers)
+    assert run.status_code == 200, run.text
+    (item,) = run.json()["customers"]
+    assert item["late_invoice"] is not None and item["credit_notes"] == []
+    extra = client.get(f"/v1/invoices/{item['late_invoice']}", headers=admin_headers).json()
+    assert (extra["billing_reason"], extra["status"]) == ("late_usage", "draft")
+    assert item["invoice"] is None  # nothing else is due: the late calls are on the extra invoice alone
+    listed = client.get("/v1/invoices", params={"customer": customer}, headers=admin_headers).json()["data"]
+    assert sorted(invoice["billing_reason"] for invoice in listed) == ["late_usage", "period"]

@@ -57,6 +57,14 @@ for _code in (
     register_status(_code, 409)
 
 
+def _billing_reason(stored: str) -> Literal["period", "late_usage", "threshold"]:
+    if stored == "late_usage":
+        return "late_usage"
+    if stored == "threshold":
+        return "threshold"
+    return "period"
+
+
 def _parse(prefix: str, text: str, code: str, field: str) -> uuid.UUID:
     parsed = ids.parse_id(prefix, text)
     if parsed is None:
@@ -210,10 +218,11 @@ class InvoiceResource(Resource):
     customer: str
     currency: str
     status: InvoiceStatus
-    billing_reason: Literal["period", "threshold"] = Field(
+    billing_reason: Literal["period", "late_usage", "threshold"] = Field(
         default="period",
-        description="period: the billing run's invoice; threshold: issued at once when usage passed a "
-        "subscription's billing threshold.",
+        description="period: the billing run's invoice; late_usage: the extra invoice of usage that arrived "
+        "after its period was invoiced (the `separate` late usage policy); threshold: issued at once when "
+        "usage passed a subscription's billing threshold.",
     )
     number: str | None = Field(description="From the tenant's gapless sequence, set when finalized.")
     through: datetime = Field(description="The moment the invoice was computed through.")
@@ -249,7 +258,7 @@ def _invoice(invoice: store.InvoiceRow) -> InvoiceResource:
         customer=ids.format_id(ids.CUSTOMER, invoice.customer_id),
         currency=invoice.currency,
         status=InvoiceStatus(invoice.status),
-        billing_reason="threshold" if invoice.billing_reason == "threshold" else "period",
+        billing_reason=_billing_reason(invoice.billing_reason),
         number=invoice.number,
         through=invoice.through,
         period_start=invoice.period_start,
@@ -296,6 +305,13 @@ class RunBody(ApiModel):
 class CustomerRunResource(ApiModel):
     customer: str
     invoice: str | None = Field(description="The customer's draft after the run (null: nothing to bill).")
+    late_invoice: str | None = Field(
+        default=None,
+        description="The extra draft of late usage after the run (`separate` late usage policy; null: none).",
+    )
+    credit_notes: list[str] = Field(
+        default_factory=list, description="Credit notes of late usage the run issued (`separate` policy)."
+    )
     created: bool
     changed: bool
     lines: int
@@ -312,6 +328,8 @@ def _customer_run(run: CustomerRun) -> CustomerRunResource:
     return CustomerRunResource(
         customer=ids.format_id(ids.CUSTOMER, run.customer_id),
         invoice=None if run.invoice_id is None else ids.format_id(ids.INVOICE, run.invoice_id),
+        late_invoice=None if run.late_invoice_id is None else ids.format_id(ids.INVOICE, run.late_invoice_id),
+        credit_notes=[ids.format_id(ids.CREDIT_NOTE, note) for note in run.credit_notes],
         created=run.created,
         changed=run.changed,
         lines=run.lines,

@@ -1,7 +1,8 @@
 """`late_usage` flags as support and finance read them: `GET /v1/late_usage`, `tally late-usage list`.
 
-A flag is open until the billing run that recomputes its period resolves it; see
-tally.core.invoicing.late_usage for the resolutions.
+A flag is open until its difference reaches a final document — the finalized invoice that bills it
+(`_invoicing.resolve_flags_billed_by`) or a late-usage credit note — or a run finds nothing to bill
+for it; see tally.core.invoicing.late_usage for the resolutions.
 """
 
 from __future__ import annotations

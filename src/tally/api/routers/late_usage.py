@@ -4,7 +4,7 @@
   (default) or `separate` (tally.core.invoicing.late_usage). A value outside those answers 422
   `late_usage_policy_unknown`.
 - `GET /v1/late_usage?customer=&status=open|resolved` (`read`): usage that arrived or changed after
-  its period was invoiced, newest first, with how the billing run resolved it.
+  its period was invoiced, newest first, with what resolved it.
 """
 
 from __future__ import annotations
@@ -87,8 +87,9 @@ class LateUsageResource(Resource):
     status: FlagStatus
     resolved_at: datetime | None
     resolution: str | None = Field(
-        description="`invoice:in_…`, `credit_note:cn_…`, `no_change` (recomputing billed no difference) or "
-        "`beyond_horizon` (the period was billed longer ago than the billing run measures again)."
+        description="`invoice:in_…` (the finalized invoice that billed the difference; open while it is a "
+        "draft), `credit_note:cn_…`, `no_change` (recomputing billed no difference) or `beyond_horizon` "
+        "(never billed: reported by the integrity check; no path produces it)."
     )
 
 

@@ -6,6 +6,7 @@ import uuid
 
 from typer.testing import CliRunner
 
+from tally.adapters.ids import INVOICE, format_id
 from tally.app.finalize_invoice import finalize_invoice
 from tally.app.run_billing import bill_customer
 from tally.app.tenants import create_tenant
@@ -36,8 +37,11 @@ def test_settings_and_late_usage_from_the_command_line(database_url: str, tally:
     _ingest(tally, tenant_id, external, [at(1, 20)], at(2, 10))
     code, output = run("late-usage", "list", "--status", "open", "--customer", external)
     assert code == 0 and "late_event" in output and "open" in output, output
+    code, output = run("invoice", "run", "--customer", external)
+    assert code == 0 and "late usage draft" in output, output
     extra = bill_customer(tally.engine, tally.clock, tenant_id, customer_id).late_invoice_id
     assert extra is not None
+    assert format_id(INVOICE, extra) in output  # the run named the extra draft it made
     finalize_invoice(tally.engine, tally.clock, tenant_id, extra)  # resolves the flag
     code, output = run("late-usage", "list", "--status", "resolved")
     assert code == 0 and "invoice:in_" in output, output

@@ -14,7 +14,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from tally.adapters.ids import CUSTOMER, INVOICE, INVOICE_LINE, format_id, parse_id
+from tally.adapters.ids import CREDIT_NOTE, CUSTOMER, INVOICE, INVOICE_LINE, format_id, parse_id
 from tally.cli._context import (
     audit,
     console,
@@ -58,16 +58,26 @@ def run(
         else:
             runs = run_billing(tally.engine, tally.clock, tenant_id=tenant_id, jobs=default_jobs()).customers
         table = Table(title="billing run")
-        for column in ("customer", "draft", "changed", "lines", "refused"):
+        late = any(item.late_invoice_id is not None or item.credit_notes for item in runs)
+        columns = ["customer", "draft", "changed", "lines", "refused"]
+        if late:  # the `separate` late usage policy made an extra draft or credit notes
+            columns[2:2] = ["late usage draft", "credit notes"]
+        for column in columns:
             table.add_column(column)
         for item in runs:
-            table.add_row(
+            cells = [
                 format_id(CUSTOMER, item.customer_id),
                 "" if item.invoice_id is None else format_id(INVOICE, item.invoice_id),
                 "yes" if item.changed else "no",
                 str(item.lines),
                 "" if item.rejection is None else item.rejection.code,
-            )
+            ]
+            if late:
+                cells[2:2] = [
+                    "" if item.late_invoice_id is None else format_id(INVOICE, item.late_invoice_id),
+                    " ".join(format_id(CREDIT_NOTE, note) for note in item.credit_notes),
+                ]
+            table.add_row(*cells)
         console.print(table)
         if any(item.rejection is not None for item in runs):
             raise typer.Exit(1)

@@ -224,6 +224,15 @@ def finalize(
         console.print(f"{invoice} finalized as {row.number} ({row.status})")
 
 
+def _line_ids(invoice: str, line: str) -> tuple[uuid.UUID, uuid.UUID]:
+    """An invoice id (in_…) and one of its line ids (il_…), or the command fails."""
+    invoice_id = _invoice_id(invoice)
+    line_id = parse_id(INVOICE_LINE, line)
+    if line_id is None:
+        fail("invoice_line_not_found", f"{line!r} is not a line id (il_…)")
+    return invoice_id, line_id
+
+
 @app.command("explain")
 def explain(
     invoice: str = typer.Argument(..., help="An invoice id (in_…)."),
@@ -233,10 +242,7 @@ def explain(
     """How one line was derived, down to the usage windows measured again from the events."""
     from tally.app.invoice_queries import explain_line
 
-    invoice_id = _invoice_id(invoice)
-    line_id = parse_id(INVOICE_LINE, line)
-    if line_id is None:
-        fail("invoice_line_not_found", f"{line!r} is not a line id (il_…)")
+    invoice_id, line_id = _line_ids(invoice, line)
     with open_tally() as tally, rejections_as_errors():
         found = explain_line(tally.engine, resolve_tenant(tally, tenant), invoice_id, line_id)
         console.print(f"{found.line.description}: {found.line.amount_minor} ({found.line.key.kind.value})")
@@ -267,10 +273,7 @@ def events(
     from tally.api.raw_json import RawJson, encode
     from tally.app.invoice_queries import LineEventsQuery, list_line_events
 
-    invoice_id = _invoice_id(invoice)
-    line_id = parse_id(INVOICE_LINE, line)
-    if line_id is None:
-        fail("invoice_line_not_found", f"{line!r} is not a line id (il_…)")
+    invoice_id, line_id = _line_ids(invoice, line)
     with open_tally() as tally, rejections_as_errors():
         found = list_line_events(
             tally.engine,

@@ -375,13 +375,26 @@ def line_row(
 ) -> tuple[Any, ...]:
     """One draft line as an `invoice_lines` row in `LINE_INSERT_COLUMNS` order, as the billing run's
     COPY (`billing_batches.insert_lines`) writes it."""
-    key = line.key
     return (
         line_id,
         tenant_id,
         invoice_id,
         customer_id,
         currency,
+        *_key_cells(line),
+        position,
+        *_amount_cells(line),
+        line.due_at,
+        line.billed().provisional,
+        jsonb.dumps(line.explanation.document()),
+        now,
+    )
+
+
+def _key_cells(line: InvoiceLine) -> tuple[Any, ...]:
+    """A line's key and sequence as row cells (invoice lines and credit-note lines alike)."""
+    key = line.key
+    return (
         key.subscription_id,
         key.price_id,
         key.service_start,
@@ -390,17 +403,18 @@ def line_row(
         key.kind.value,
         key.reference,
         line.sequence,
-        position,
+    )
+
+
+def _amount_cells(line: InvoiceLine) -> tuple[Any, ...]:
+    """A line's amounts, quantity and labels as row cells (invoice lines and credit-note lines alike)."""
+    return (
         line.amount_minor,
         line.amount_minor_total,
         line.amount_minor_billed_prior,
         line.explanation.quantity,
         line.product,
         line.description,
-        line.due_at,
-        line.billed().provisional,
-        jsonb.dumps(line.explanation.document()),
-        now,
     )
 
 
@@ -481,7 +495,6 @@ def insert_credit_note_lines(
         ) as copy,
     ):
         for line, line_id in zip(lines, line_ids, strict=True):
-            key = line.key
             copy.write_row(
                 (
                     line_id,
@@ -489,20 +502,8 @@ def insert_credit_note_lines(
                     credit_note_id,
                     customer_id,
                     currency,
-                    key.subscription_id,
-                    key.price_id,
-                    key.service_start,
-                    key.service_end,
-                    jsonb.dumps(key.group),
-                    key.kind.value,
-                    key.reference,
-                    line.sequence,
-                    line.amount_minor,
-                    line.amount_minor_total,
-                    line.amount_minor_billed_prior,
-                    line.explanation.quantity,
-                    line.product,
-                    line.description,
+                    *_key_cells(line),
+                    *_amount_cells(line),
                     jsonb.dumps(line.explanation.document()),
                     now,
                 )

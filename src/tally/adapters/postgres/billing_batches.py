@@ -92,7 +92,9 @@ def customers_due_after(
     after: tuple[uuid.UUID, uuid.UUID] | None,
     limit: int,
 ) -> list[tuple[uuid.UUID, uuid.UUID]]:
-    """`invoices.customers_due`, by pages: the next `limit` (tenant, customer) pairs after `after`,
+    """The (tenant, customer) pairs that may have something to bill at their clock — never billed, a
+    subscription written or a one-off charge recorded since the last run, or a billing event due by
+    now — by pages: the next `limit` pairs after `after`,
     in (tenant, id) order, so a run walks every customer due without holding them all.
 
     The tenant and the keyset conditions are written only when given, never as `… IS NULL OR …`:

@@ -632,28 +632,6 @@ def record_customer_run(
     )
 
 
-def customers_due(
-    connection: Connection, tenant_id: uuid.UUID | None, now: datetime, limit: int
-) -> list[tuple[uuid.UUID, uuid.UUID]]:
-    """(tenant, customer) pairs with subscriptions that may have something to bill at their clock:
-    never billed, a subscription written since the last run, or a billing event due by now."""
-    rows = connection.execute(
-        """SELECT c.tenant_id, c.id FROM customers c
-           LEFT JOIN test_clocks t ON t.id = c.test_clock_id
-           LEFT JOIN customer_billing b ON b.tenant_id = c.tenant_id AND b.customer_id = c.id
-           WHERE (%(tenant_id)s::uuid IS NULL OR c.tenant_id = %(tenant_id)s)
-             AND EXISTS (SELECT 1 FROM subscriptions s
-                         WHERE s.tenant_id = c.tenant_id AND s.customer_id = c.id
-                           AND (b.customer_id IS NULL OR s.updated_at >= b.billed_through))
-              OR (%(tenant_id)s::uuid IS NULL OR c.tenant_id = %(tenant_id)s)
-                 AND b.next_run_at <= coalesce(t.frozen_time, %(now)s)
-           ORDER BY c.tenant_id, c.id
-           LIMIT %(limit)s""",
-        {"tenant_id": tenant_id, "now": now, "limit": limit},
-    ).fetchall()
-    return [(row[0], row[1]) for row in rows]
-
-
 # ----- tax rates and balances -------------------------------------------------------------------------
 
 

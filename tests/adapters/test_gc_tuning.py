@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-
 import weakref
 
 from tally.adapters.gc_tuning import GEN0_THRESHOLD, collector_paused, tune_for_bulk_work

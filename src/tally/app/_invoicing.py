@@ -50,6 +50,7 @@ from tally.app.event_store import EventStore
 from tally.app.ledger_accounts import ensure_accounts
 from tally.app.tenant_billing_settings import billing_settings_in
 from tally.core import money
+from tally.core.frozen import quick_init
 from tally.core.invoicing import (
     BilledLine,
     CreditNote,
@@ -224,6 +225,7 @@ class BillingReads:
         return self._meters[code]
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class UsageNeed:
     """One reading to take: a usage price's quantity over its due windows of one period (or, for a
@@ -560,6 +562,7 @@ def _tax(reads: BillingReads, customer: customer_store.CustomerRow, through: dat
 # ----- apply a proposal to the draft -----------------------------------------------------------------
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Applied:
     invoice_id: uuid.UUID | None  # the draft after the run (None: no draft)
@@ -617,6 +620,7 @@ def _same(
     )
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class DraftWrite:
     """What one proposal asks of its customer's draft: nothing, a new draft, a refresh (lines

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 
+from tally.core.frozen import quick_init
 from tally.core.rejections import Rejected, require
 
 # The computation context: 60 significant digits covers a per-token price of 1e-12 times a quantity of
@@ -79,6 +80,7 @@ _DECIMAL_ROUNDING = {
 }
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Unit:
     """What an amount counts: an ISO 4217 currency or a tenant's custom unit with a declared scale."""

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from tally.core.frozen import quick_init
 from tally.core.rejections import InvariantViolation, Rejected, require
 
 INTERVAL_COUNT_MAX = 100
@@ -27,6 +28,7 @@ class IntervalUnit(StrEnum):
     YEAR = "year"
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Interval:
     """`count` × `unit`, e.g. every 3 months. Validated on construction."""
@@ -79,6 +81,7 @@ class Interval:
                 return None
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Period:
     """The half-open span `[start, end)`; both ends aware datetimes."""

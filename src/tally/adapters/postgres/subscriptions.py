@@ -18,6 +18,7 @@ import psycopg
 from tally.adapters.pagination import Page, PageRequest
 from tally.adapters.postgres.pagination import keyset_rows
 from tally.core import money
+from tally.core.frozen import quick_init
 from tally.core.periods import Interval
 from tally.core.rating.models import BillingTiming
 from tally.core.rejections import InvariantViolation
@@ -43,6 +44,7 @@ from tally.core.subscriptions.cycles import AnchorKind
 Connection = psycopg.Connection[Any]
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class ItemOrigin:
     """Where an item came from in the catalog: the price, the override that set its amount, its code."""

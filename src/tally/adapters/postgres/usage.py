@@ -33,6 +33,7 @@ from sqlalchemy import Engine
 from tally.adapters.postgres.connections import psycopg_transaction
 from tally.adapters.postgres.meters import READY
 from tally.adapters.postgres.rollups import CompiledMeter, compile_meter, matched_events_sql, pending_hours_sql
+from tally.core.frozen import quick_init
 from tally.core.metering.aggregation import (
     EXACT,
     Cell,
@@ -61,6 +62,7 @@ from tally.core.rejections import InvariantViolation, Rejected
 BEGINNING = datetime(1, 1, 2, tzinfo=UTC)
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class _Plan:
     """Which parts of the timeline come from where."""

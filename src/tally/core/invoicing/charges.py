@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
+from tally.core.frozen import quick_init
 from tally.core.invoicing.commitments import PriceCap
 from tally.core.invoicing.context import InvoiceContext, OneOffCharge, PriceRef, SubscriptionBilling, UsageReading
 from tally.core.invoicing.lines import (
@@ -35,6 +36,7 @@ from tally.core.subscriptions import BillingEvent, BillingEventKind
 _ZERO = Decimal(0)
 
 
+@quick_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ChargeInfo:
     """What discounts, credits and postings need to know of a charge line beyond its amount."""

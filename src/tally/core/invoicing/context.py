@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
+from tally.core.frozen import quick_init
 from tally.core.invoicing.commitments import MinimumCommitment, PriceCap
 from tally.core.invoicing.credits import GrantBalance
 from tally.core.invoicing.discounts import Redemption
@@ -40,6 +41,7 @@ WINDOWS_PER_READING_MAX = 1_000
 PRODUCT_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_-")
 
 
+@quick_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PriceRef:
     """A billing price with what its lines show: the catalog price, product and plan version.
@@ -98,6 +100,7 @@ class SubscriptionBilling:
         raise Rejected.because("price_must_be_known", f"no price {price_id!r} was given", "prices")
 
 
+@quick_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class UsageReading:
     """Usage of one price over the due usage windows of one of its billing periods, for one group.

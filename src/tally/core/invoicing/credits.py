@@ -32,6 +32,7 @@ from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 
+from tally.core.frozen import quick_init
 from tally.core.invoicing.lines import USAGE_KINDS, LineKey, LineKind, check_identifier
 from tally.core.money import (
     AMOUNT_MINOR_MAX,
@@ -196,6 +197,7 @@ class GrantBalance:
             )
 
 
+@quick_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CreditDemand:
     """What one invoice line still owes, and what a grant's scope needs to know about it."""
@@ -219,6 +221,7 @@ class CreditConsumption:
     remaining_after_minor: int
 
 
+@quick_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CreditApplication:
     consumptions: tuple[CreditConsumption, ...]

@@ -49,6 +49,7 @@ from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 
+from tally.core.frozen import quick_init
 from tally.core.invoicing.lines import (
     CHARGE_KINDS,
     DiscountSource,
@@ -225,6 +226,7 @@ def coupon_span(redemption: Redemption, events: BillingEvents) -> CouponSpan:
     return CouponSpan(cycle=cycle, first=cycle.index_of(counted_from))
 
 
+@quick_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DiscountableCharge:
     """A charge line as discounts see it: its effective total and what places it in a coupon period."""

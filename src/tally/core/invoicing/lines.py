@@ -16,6 +16,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
+from tally.core.frozen import quick_init
 from tally.core.money import RoundingMode
 from tally.core.periods import Period
 from tally.core.rating import Rating
@@ -87,6 +88,7 @@ def group_sort_key(group: Group) -> tuple[tuple[bool, str], ...]:
     return tuple((value is not None, value or "") for value in group)
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class LineKey:
     """What a line is about, stable across recomputations.
@@ -170,6 +172,7 @@ class LineKey:
 # ----- explanations ------------------------------------------------------------------------------
 
 
+@quick_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PriceSource:
     """Which price and plan version a line was priced with."""
@@ -192,6 +195,7 @@ class PriceSource:
         }
 
 
+@quick_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class UsageSource:
     """Where a usage line's quantity came from: the meter and the version it was measured with, the
@@ -258,6 +262,7 @@ class CommitmentSource:
         }
 
 
+@quick_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Explanation:
     """How a line's total was derived. Every field that does not apply is None."""
@@ -305,6 +310,7 @@ class Explanation:
 # ----- lines -------------------------------------------------------------------------------------
 
 
+@quick_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ExpectedLine:
     """What a key should carry in total, recomputed from scratch."""
@@ -318,6 +324,7 @@ class ExpectedLine:
     product: str = ""
 
 
+@quick_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BilledLine:
     """A line already on an invoice (draft lines excluded: a draft is recomputed, not reconciled)."""
@@ -339,6 +346,7 @@ class BilledLine:
             raise Rejected.because("line_sequence_out_of_range", "a line sequence is 0 or more", "billed.sequence")
 
 
+@quick_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class InvoiceLine:
     """A line of a proposed invoice: the difference between what its key should carry and what it

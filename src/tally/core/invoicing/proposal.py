@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from tally.core.frozen import quick_init
 from tally.core.invoicing.charges import ChargeInfo, charge_info_for, charges
 from tally.core.invoicing.commitments import true_up_lines
 from tally.core.invoicing.context import InvoiceContext
@@ -47,6 +48,7 @@ LINES_MAX = 10_000
 _SHOWN_AT_ZERO = frozenset({LineKind.FIXED_FEE, LineKind.USAGE, LineKind.ONE_OFF})
 
 
+@quick_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class InvoiceTotals:
     subtotal_minor: int  # charges and commitment true-ups
@@ -77,6 +79,7 @@ class InvoiceTotals:
             raise Rejected.because("amount_exceeds_limit", "the invoice total does not fit a ledger amount", "lines")
 
 
+@quick_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Proposal:
     customer_id: str

@@ -20,6 +20,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
+from tally.core.frozen import quick_init
 from tally.core.invoicing.lines import LineKey, check_identifier
 from tally.core.money import COMPUTATION_CONTEXT, RoundingMode, Unit, decimal_from_minor, round_to_unit
 from tally.core.rejections import Rejected
@@ -28,6 +29,7 @@ RATES_PER_LINE_MAX = 10
 _HUNDRED = Decimal(100)
 
 
+@quick_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TaxableLine:
     key: LineKey

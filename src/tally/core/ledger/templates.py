@@ -13,10 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from tally.core.frozen import quick_init
 from tally.core.ledger.model import Direction
 from tally.core.rejections import require
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class AccountRef:
     """An account named by role: chart code, unit, and the customer for customer accounts."""
@@ -26,6 +28,7 @@ class AccountRef:
     customer_id: str | None = None
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class TemplateEntry:
     account: AccountRef

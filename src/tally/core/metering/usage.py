@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 
+from tally.core.frozen import quick_init
 from tally.core.metering.meters import MeterVersion
 from tally.core.rejections import Rejected, require
 
@@ -40,12 +41,14 @@ class Granularity(StrEnum):
 GroupValues = tuple[str | None, ...]
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Bucket:
     start: datetime
     end: datetime
 
 
+@quick_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class UsageQuery:
     """One customer's usage of one meter version over `[start, end)`. Validates itself."""
@@ -104,6 +107,7 @@ class UsageQuery:
         return tuple(keys.index(key) for key in self.group_by)
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class UsageRow:
     """One bucket of one group. `value` is None only for max/min/latest with no value in the bucket."""
@@ -115,6 +119,7 @@ class UsageRow:
     skipped_events: int
 
 
+@quick_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class UsageResult:
     query: UsageQuery

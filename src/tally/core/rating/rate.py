@@ -14,6 +14,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
+from tally.core.frozen import quick_init
 from tally.core.money import AMOUNT_MINOR_MAX, COMPUTATION_CONTEXT, Unit, round_to_unit
 from tally.core.rating.models import (
     ZERO,
@@ -64,6 +65,7 @@ class LineKind(StrEnum):
     MAXIMUM = "maximum"  # capping the period's amount at the price's maximum (≤ 0)
 
 
+@quick_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BreakdownLine:
     """One step of a rating, as an invoice line can show it. `amount` is exact and signed (caps are
@@ -94,6 +96,7 @@ class BreakdownLine:
         return document
 
 
+@quick_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Rating:
     unit: Unit

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
+from tally.core.frozen import quick_init
 from tally.core.rating.models import (
     DIMENSION_VALUE_LENGTH_MAX,
     QUANTITY_DECIMAL_PLACES_MAX,
@@ -56,6 +57,7 @@ def check_usage_number(value: object, field: str) -> Decimal:
     return number
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Quantity:
     value: Decimal

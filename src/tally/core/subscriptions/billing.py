@@ -31,6 +31,7 @@ from decimal import Decimal
 from enum import StrEnum
 from fractions import Fraction
 
+from tally.core.frozen import quick_init
 from tally.core.money import COMPUTATION_CONTEXT, RoundingMode, Unit, round_to_unit
 from tally.core.periods import Interval, Period
 from tally.core.rating.models import BillingTiming
@@ -62,6 +63,7 @@ class BillingEventKind(StrEnum):
 _KIND_ORDER = {kind: position for position, kind in enumerate(BillingEventKind)}
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Proration:
     """The share of a period a fee covers: `units_used` of `units_in_period` seconds or days."""
@@ -88,6 +90,7 @@ class Proration:
         return COMPUTATION_CONTEXT.divide(Decimal(self.units_used), Decimal(self.units_in_period))
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class BillingEventKey:
     """What identifies a billing event across recomputations."""
@@ -99,6 +102,7 @@ class BillingEventKey:
     service_end: datetime
 
 
+@quick_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BillingEvent:
     subscription_id: str
@@ -131,6 +135,7 @@ class BillingEvent:
         return None if self.amount is None else round_to_unit(self.amount, self.currency, mode)
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class PricePeriods:
     """The periods of one price's cycle that overlap its time on the subscription, up to `through`."""
@@ -254,6 +259,7 @@ class _State(StrEnum):
     ACTIVE = "active"
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class _Value:
     state: _State
@@ -265,6 +271,7 @@ _ABSENT = _Value(_State.ABSENT)
 _MARKED_STATES = {_State.TRIAL: BillingEventKind.TRIAL, _State.PAUSED: BillingEventKind.PAUSED}
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class _Change:
     at: datetime
@@ -272,6 +279,7 @@ class _Change:
     prorate: bool
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class _PriceTrack:
     """One price's value as a step function: absent before the first change."""
@@ -365,6 +373,7 @@ class _PriceTrack:
         return tuple(collected)
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class _PeriodWalk:
     """Events of one price in one period."""

@@ -23,6 +23,7 @@ from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 
+from tally.core.frozen import quick_init
 from tally.core.money import Unit
 from tally.core.periods import Interval
 from tally.core.rating.models import BillingTiming
@@ -50,6 +51,7 @@ class TrialUsage(StrEnum):
     FREE = "free"
 
 
+@quick_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SubscriptionItem:
     """One price on a subscription. A later integration maps catalog prices to this.
@@ -332,6 +334,7 @@ class Step:
         return None
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class History:
     """The validated timeline: the start fact, the steps in time order, the end if known."""

@@ -40,7 +40,7 @@ def tune_for_bulk_work() -> None:
 def collector_paused() -> Iterator[None]:
     """The cyclic collector off while the block runs (reference counting still frees everything
     without cycles), back on afterwards if it was on before. Process-wide: meant for one bounded
-    unit of work, such as a billing chunk (about a second)."""
+    unit of work, such as a billing chunk (a second or two)."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:

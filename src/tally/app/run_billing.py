@@ -100,8 +100,9 @@ HOOK_NAME = "billing.run_due"
 EXPIRY_HOOK_NAME = "credits.expire_due"
 # Customers billed per call of `run_billing` (by default); the scheduled job runs again for the rest.
 CUSTOMERS_PER_RUN_MAX = 10_000
-# Customers per chunk: one transaction, holding their locks for about a second.
-CUSTOMERS_PER_CHUNK = 1_000
+# Customers per chunk: one transaction, holding their locks for one to two seconds. Fewer, larger
+# chunks cost the database less per customer (a 2,000 chunk about a fifth less than a 1,000 one, measured).
+CUSTOMERS_PER_CHUNK = 2_000
 # Worker processes billing chunks at once: by default one per CPU, at most this many (PostgreSQL
 # needs cores too, and each worker holds connections).
 BILLING_JOBS_MAX = 8

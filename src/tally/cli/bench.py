@@ -95,7 +95,9 @@ def invoice(
         1_000, "--check-sample", min=1, max=100_000, help="Invoices checked against a recomputation in SQL."
     ),
     events_per_price: int = typer.Option(3, "--events-per-price", min=0, max=1_000, help="Events per meter each."),
-    chunk_size: int = typer.Option(1_000, "--chunk-size", min=1, max=5_000, help="Customers per billing chunk."),
+    chunk_size: int | None = typer.Option(
+        None, "--chunk-size", min=1, max=5_000, help="Customers per billing chunk (default: the billing run's, 2,000)."
+    ),
     jobs: int | None = typer.Option(
         None, "--jobs", min=1, max=8, help="Worker processes billing chunks (default: one per CPU, at most 8)."
     ),
@@ -106,6 +108,7 @@ def invoice(
     seed: int = typer.Option(1, help="Seed of the samples and the generated usage."),
 ) -> None:
     """The billing run over many subscriptions (batched), next to one transaction per customer."""
+    from tally.app.run_billing import CUSTOMERS_PER_CHUNK
     from tally.bench import invoice as invoice_bench
 
     options = invoice_bench.InvoiceBenchOptions(
@@ -113,7 +116,7 @@ def invoice(
         baseline_sample=baseline_sample,
         check_sample=check_sample,
         events_per_price=events_per_price,
-        chunk_size=chunk_size,
+        chunk_size=CUSTOMERS_PER_CHUNK if chunk_size is None else chunk_size,
         jobs=jobs,
         database_url=database_url,
         keep=keep,

@@ -75,17 +75,20 @@ def test_a_page_reads_about_a_page_of_customers(
     assert all(node["Actual Rows"] <= 1 for node in billing), "one billing record per probe"
 
 
-def test_pages_walk_every_customer_due_once(tally: Tally, tenant_id: uuid.UUID, customers_due: list[uuid.UUID]) -> None:
-    walked: list[uuid.UUID] = []
+def _walk(tally: Tally, tenant_id: uuid.UUID | None, page_size: int) -> list[tuple[uuid.UUID, uuid.UUID]]:
+    """Every page of the customers due, in order, as the billing run walks them."""
+    walked: list[tuple[uuid.UUID, uuid.UUID]] = []
     after = None
     with psycopg_transaction(tally.engine) as connection:
-        while True:
-            page = billing_batches.customers_due_after(connection, tenant_id, NOW, after, 300)
-            if not page:
-                break
-            walked.extend(customer for _, customer in page)
+        while page := billing_batches.customers_due_after(connection, tenant_id, NOW, after, page_size):
+            assert len(page) <= page_size
+            walked.extend(page)
             after = page[-1]
-    assert walked == customers_due
+    return walked
+
+
+def test_pages_walk_every_customer_due_once(tally: Tally, tenant_id: uuid.UUID, customers_due: list[uuid.UUID]) -> None:
+    assert _walk(tally, tenant_id, 300) == [(tenant_id, customer) for customer in customers_due]
 
 
 def test_a_walk_over_every_tenant_crosses_from_one_tenant_to_the_next(
@@ -94,16 +97,7 @@ def test_a_walk_over_every_tenant_crosses_from_one_tenant_to_the_next(
     others = [create_tenant(tally.engine, f"paging-{uuid.uuid4().hex[:8]}") for _ in range(2)]
     due = {tenant_id: customers_due} | {other: _make_due(tally, other, 150) for other in others}
     expected = [(tenant, customer) for tenant in sorted(due) for customer in due[tenant]]
-    walked: list[tuple[uuid.UUID, uuid.UUID]] = []
-    after = None
-    with psycopg_transaction(tally.engine) as connection:
-        while True:
-            page = billing_batches.customers_due_after(connection, None, NOW, after, 270)
-            if not page:
-                break
-            assert len(page) <= 270
-            walked.extend(page)
-            after = page[-1]
+    walked = _walk(tally, None, 270)
     assert [pair for pair in walked if pair[0] in due] == expected  # other tests' tenants may be due too
     assert walked == sorted(walked)
     assert len(set(walked)) == len(walked)

@@ -96,11 +96,12 @@ def customers_due_after(
     subscription written or a one-off charge recorded since the last run, or a billing event due by
     now — by pages: the next `limit` pairs after `after`, in (tenant, id) order, so a run walks every
     customer due without holding them all. Of one tenant, or of every tenant (`tenant_id` None:
-    tenant after tenant, each walked as one)."""
+    tenant after tenant, each walked as one; one small statement per tenant visited, so a run over
+    many tenants costs a statement for each even when few of them have anything due)."""
     if tenant_id is not None:
-        after_id = None if after is None or after[0] != tenant_id else after[1]
         if after is not None and after[0] > tenant_id:
             return []
+        after_id = after[1] if after is not None and after[0] == tenant_id else None
         return _due_in_tenant(connection, tenant_id, now, after_id, limit)
     pairs: list[tuple[uuid.UUID, uuid.UUID]] = []
     tenant_from = None if after is None else after[0]

@@ -307,14 +307,11 @@ def _work_lines(
     for index in unreadable:
         items[index] = None
     answers = _work(tenant_id, items, ingest)
-    counts: collections.Counter[str] = collections.Counter()
-    refused: list[tuple[int, _Refusal | None]] = []
-    for index, answer in enumerate(answers):
-        if type(answer) is str:
-            counts[answer] += 1
-        else:
-            refused.append((index, answer))
-    return dict(counts), refused
+    tallied = collections.Counter(answers)  # counted in C: refusals are rare, answers mostly strings
+    counts = {answer: count for answer, count in tallied.items() if type(answer) is str}
+    if len(counts) == len(tallied):
+        return counts, []
+    return counts, [(index, answer) for index, answer in enumerate(answers) if type(answer) is not str]
 
 
 def _ingest_line_chunks(

@@ -142,8 +142,8 @@ def ingest_events(
     # apply
     written: store.WrittenBatch | None = None
     if first:
-        # Sorted by id (an `Event` is a tuple whose first field is its id, and ids are unique here).
-        unique = sorted(first.values())
+        # Sorted by id (ids are unique here: sorting the ids compares strings, not tuples).
+        unique = [first[event_id] for event_id in sorted(first)]
         written = run_in_transaction(
             engine, lambda connection: _write(connection, tenant_id, received_at, source, unique)
         )
@@ -168,25 +168,27 @@ def ingest_events(
     outcomes: list[EventOutcome] = []
     answered: set[str] = set()
     counts = {"accepted": 0, "duplicate": 0, "conflict": 0, "rejected": 0}
+    new_outcome = tuple.__new__  # as above: most events get an outcome, so it is made the quick way
     for raw, event in zip(raw_events, parsed, strict=True):
         if isinstance(event, Rejection):
             outcome = EventOutcome("rejected", raw.id if isinstance(raw, Event) else raw_event_id(raw), event)
         else:
-            stored_hash = existing.get(event.id)
-            if event.id in existing:
+            event_id = event.id
+            if event_id in existing:
+                stored_hash = existing[event_id]
                 if stored_hash is None:  # pragma: no cover - `_write` fills every hash in
-                    raise InvariantViolation(f"no stored content hash for event {event.id!r}")
+                    raise InvariantViolation(f"no stored content hash for event {event_id!r}")
                 winner = stored_hash
             else:
-                winner = first[event.id].content_hash
-            if event.id not in existing and event.id not in answered:
-                outcome = EventOutcome("accepted", event.id, late=event.id in late_ids)
+                winner = first[event_id].content_hash
+            if event_id not in existing and event_id not in answered:
+                outcome = new_outcome(EventOutcome, ("accepted", event_id, None, event_id in late_ids))
             elif event.content_hash == winner:
-                outcome = EventOutcome("duplicate", event.id)
+                outcome = new_outcome(EventOutcome, ("duplicate", event_id, None, False))
             else:
                 outcome = EventOutcome(
                     "conflict",
-                    event.id,
+                    event_id,
                     Rejection(
                         "exists_with_different_content",
                         "an event with this id was already received with a different customer, type, timestamp "
@@ -194,7 +196,7 @@ def ingest_events(
                         "id",
                     ),
                 )
-            answered.add(event.id)
+            answered.add(event_id)
         counts[outcome.result] += 1
         outcomes.append(outcome)
     return IngestResult(

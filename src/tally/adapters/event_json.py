@@ -23,7 +23,7 @@ tests compares both on random bodies).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
@@ -36,6 +36,7 @@ from tally.core.metering.events import (
     NUMBER_LIMIT,
     PROPERTIES_BYTES_MAX,
     PROPERTIES_DEPTH_MAX,
+    TIMESTAMP_LENGTH_MAX,
     TYPE_LENGTH_MAX,
     Event,
     TimestampWindow,
@@ -125,6 +126,7 @@ def _parse_all(raws: list[_RawEvent], window: TimestampWindow) -> Parsed:
     earliest = window.earliest
     latest = window.latest
     encode = _ENCODER.encode
+    from_iso = datetime.fromisoformat
     parsed: Parsed = []
     append = parsed.append
     for raw in raws:
@@ -132,20 +134,28 @@ def _parse_all(raws: list[_RawEvent], window: TimestampWindow) -> Parsed:
         customer = raw.customer
         type_ = raw.type
         properties = raw.properties
+        texts = id_ + customer + type_
         # The common case of every check `parse_event` runs; anything else is left to it.
         if not (
             0 < len(id_) <= ID_LENGTH_MAX
             and 0 < len(customer) <= CUSTOMER_LENGTH_MAX
             and 0 < len(type_) <= TYPE_LENGTH_MAX
-            and (id_ + customer + type_).isascii()
-            and "\x00" not in id_
-            and "\x00" not in customer
-            and "\x00" not in type_
+            and texts.isascii()
+            and "\x00" not in texts
             and _plain_values(properties)
         ):
             append(_as_dict(raw))
             continue
-        timestamp = parse_timestamp(raw.timestamp)
+        # The common timestamp (`Z` or `+00:00`, which parse to the `UTC` object itself) here; any
+        # other goes through the core's `parse_timestamp`.
+        text = raw.timestamp
+        read: datetime | None = None
+        if 0 < len(text) <= TIMESTAMP_LENGTH_MAX:
+            try:
+                read = from_iso(text)
+            except ValueError:
+                read = None
+        timestamp = read if read is not None and read.tzinfo is UTC else parse_timestamp(text)
         if isinstance(timestamp, datetime) and earliest <= timestamp <= latest:
             encoded = encode(properties)
             if len(encoded) <= PROPERTIES_BYTES_MAX and b"\\" not in encoded:

@@ -3,7 +3,7 @@
 An ingest request makes tens of thousands of short-lived containers (decoded events, their
 properties, outcomes). With CPython's defaults the cyclic collector runs every 700 of them, and
 every so often walks everything the process holds: measured, a fifth of ingest's Python time. So a
-serving or importing process calls `tune_for_bulk_work()` once it has started:
+serving, importing or billing worker process calls `tune_for_bulk_work()` once it has started:
 
 - `gc.freeze()` moves what start-up built (modules, the app, settings, pools) out of the collector's
   sight: it lives as long as the process and holds no garbage;

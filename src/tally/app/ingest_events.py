@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal, NamedTuple
+from typing import Any, Final, Literal, NamedTuple
 
 import psycopg
 from sqlalchemy import Engine
@@ -89,6 +89,11 @@ class EventOutcome(NamedTuple):
     late: bool = False
 
 
+# An `EventOutcome` made as the tuple it is, without its Python-level constructor: one is made per
+# event, up to 10,000 per batch.
+_new_outcome: Final = tuple.__new__
+
+
 @dataclass(frozen=True, slots=True)
 class IngestResult:
     """Outcomes in input order, with counts. `batch_id` is None when no event was new (then nothing
@@ -153,8 +158,7 @@ def ingest_events(
     late_ids = {late[0] for late in written.late} if written else set()
     if len(first) == len(parsed) and not existing and not late_ids:
         # The usual batch: every event valid, new and not late.
-        new_outcome = tuple.__new__  # the tuple an `EventOutcome` is, without its Python-level constructor
-        accepted = tuple(new_outcome(EventOutcome, ("accepted", event_id, None, False)) for event_id in first)
+        accepted = tuple(_new_outcome(EventOutcome, ("accepted", event_id, None, False)) for event_id in first)
         return IngestResult(
             batch_id=written.batch_id if written else None,
             received_at=received_at,
@@ -168,7 +172,6 @@ def ingest_events(
     outcomes: list[EventOutcome] = []
     answered: set[str] = set()
     counts = {"accepted": 0, "duplicate": 0, "conflict": 0, "rejected": 0}
-    new_outcome = tuple.__new__  # as above: most events get an outcome, so it is made the quick way
     for raw, event in zip(raw_events, parsed, strict=True):
         if isinstance(event, Rejection):
             outcome = EventOutcome("rejected", raw.id if isinstance(raw, Event) else raw_event_id(raw), event)
@@ -182,9 +185,9 @@ def ingest_events(
             else:
                 winner = first[event_id].content_hash
             if event_id not in existing and event_id not in answered:
-                outcome = new_outcome(EventOutcome, ("accepted", event_id, None, event_id in late_ids))
+                outcome = _new_outcome(EventOutcome, ("accepted", event_id, None, event_id in late_ids))
             elif event.content_hash == winner:
-                outcome = new_outcome(EventOutcome, ("duplicate", event_id, None, False))
+                outcome = _new_outcome(EventOutcome, ("duplicate", event_id, None, False))
             else:
                 outcome = EventOutcome(
                     "conflict",

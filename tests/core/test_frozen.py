@@ -118,7 +118,15 @@ def test_refuses_classes_it_cannot_stand_for() -> None:
     class NotFrozen:
         value: int
 
-    for cls in (NoSlots, NotFrozen, int):
+    @dataclass(frozen=True, slots=True)
+    class WithInitVar:
+        value: int
+        scale: dataclasses.InitVar[int] = 1
+
+        def __post_init__(self, scale: int) -> None:
+            object.__setattr__(self, "value", self.value * scale)
+
+    for cls in (NoSlots, NotFrozen, int, WithInitVar):
         with pytest.raises(TypeError, match="quick_init"):
             quick_init(cls)
 

@@ -20,6 +20,7 @@ when the class is defined. `tests/core/test_frozen.py` holds the two constructor
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from typing import Any, TypeVar
 
 __all__ = ["quick_init"]
@@ -33,8 +34,10 @@ def quick_init(cls: T) -> T:
     if params is None or not params.frozen or "__slots__" not in vars(cls):
         raise TypeError(f"quick_init wants a @dataclass(frozen=True, slots=True) class, not {cls.__name__}")
     fields = dataclasses.fields(cls)
-    if any(field.type is dataclasses.InitVar or isinstance(field.type, dataclasses.InitVar) for field in fields):
-        raise TypeError(f"quick_init does not handle InitVar fields ({cls.__name__})")  # pragma: no cover
+    # An InitVar is a parameter of the generated __init__ but no field (`fields` leaves it out).
+    generated = set(inspect.signature(vars(cls)["__init__"]).parameters) - {"self"}
+    if generated != {field.name for field in fields if field.init}:
+        raise TypeError(f"quick_init does not handle InitVar fields ({cls.__name__})")
     namespace: dict[str, Any] = {"MISSING": dataclasses.MISSING}
     positional: list[str] = []
     keyword: list[str] = []

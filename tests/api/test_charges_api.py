@@ -178,3 +178,22 @@ def test_bad_charges_are_refused_with_their_codes_and_nothing_written(
     assert _code(client.post("/v1/charges/chg_nope/cancel", headers=admin_headers)) == (404, "charge_not_found")
     assert client.get(f"{path}?status=bogus", headers=admin_headers).status_code == 422
     assert _charges(tally, tenant_id) == 0
+
+
+def test_a_quantity_keeps_every_decimal_place_a_float_would_lose(
+    client: TestClient, admin_headers: Headers, tally: Tally, tenant_id: uuid.UUID
+) -> None:
+    customer, _ = _customer(tally, tenant_id)
+    headers = {**admin_headers, "Content-Type": "application/json"}
+    created = client.post(
+        f"/v1/customers/{customer}/charges",
+        content=b'{"price": "hours", "quantity": 123456789.123456789012}',  # a JSON number, not a string
+        headers=headers,
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["quantity"] == "123456789.123456789012"
+    refused = client.post(
+        f"/v1/customers/{customer}/charges", content=b'{"price": "hours", "quantity": NaN}', headers=headers
+    )
+    assert _code(refused) == (422, "value_must_be_number")
+    assert _charges(tally, tenant_id) == 1

@@ -24,6 +24,7 @@ from tally.adapters.pagination import PageRequest
 from tally.adapters.postgres import one_off_charges as store
 from tally.api.auth import Principal, require_scope
 from tally.api.context import get_tally
+from tally.api.exact_json import exact_json_route
 from tally.api.pagination import list_response, page_request
 from tally.api.problems import register_status
 from tally.api.schemas import ApiModel, ListResponse, Resource
@@ -35,7 +36,9 @@ from tally.bootstrap import Tally
 from tally.core.invoicing.context import ONE_OFF_DESCRIPTION_LENGTH_MAX
 from tally.core.rejections import Rejected
 
-router = APIRouter(tags=["Charges"])
+# Bodies parsed exactly: a quantity may carry up to 12 decimal places, which a float would round
+# silently (NaN and Infinity arrive as Decimals, for the core to refuse with its code).
+router = APIRouter(tags=["Charges"], route_class=exact_json_route(nonfinite_as_decimal=True))
 
 for _code in (
     "charge_is_cancelled",

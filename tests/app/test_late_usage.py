@@ -378,3 +378,40 @@ def test_a_flag_older_than_the_lookback_is_still_billed(tally: Tally, tenant_id:
     # Resolved, January is no longer measured again, and what was billed stays billed.
     assert run_billing(tally.engine, tally.clock, tenant_id=tenant_id, customer_ids=(customer_id,)).changed == 0
     assert _january_usage_carried(tally, tenant_id, drafts=True) == 103
+
+
+class _LateEventDuringMeasurement:
+    """An event store that, once the run has measured usage, has a late event for January ingested
+    and committed by another transaction: its flag appears after the measurement."""
+
+    def __init__(self, tally: Tally, tenant_id: uuid.UUID, customer: str) -> None:
+        from tally.app.event_store import open_event_store
+
+        self.inner = open_event_store(tally.engine)
+        self.tally, self.tenant_id, self.customer = tally, tenant_id, customer
+        self.ingested: list[str] = []
+
+    def usage(self, tenant_id: uuid.UUID, query: Any) -> Any:
+        result = self.inner.usage(tenant_id, query)
+        if not self.ingested:
+            self.ingested = _ingest(self.tally, self.tenant_id, self.customer, [at(1, 20)], at(2, 10))
+        return result
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_a_flag_that_appears_after_usage_was_measured_is_left_for_the_next_pass(
+    tally: Tally, tenant_id: uuid.UUID
+) -> None:
+    customer_id, external, _, _ = _january_billed(tally, tenant_id, "next_invoice")
+    store_during = _LateEventDuringMeasurement(tally, tenant_id, external)
+    bill_customer(tally.engine, tally.clock, tenant_id, customer_id, event_store=store_during)
+    assert store_during.ingested
+    # Its event was not in the measurement: the flag must stay open, not be settled as "no change".
+    assert _flags(tally, tenant_id) == [("late_event", None)]
+    run = bill_customer(tally.engine, tally.clock, tenant_id, customer_id)
+    assert run.invoice_id is not None
+    finalize_invoice(tally.engine, tally.clock, tenant_id, run.invoice_id)
+    assert _january_usage_carried(tally, tenant_id, drafts=False) == 101  # the late call billed once
+    assert _flags(tally, tenant_id) == [("late_event", f"invoice:{run.invoice_id}")]

@@ -110,6 +110,9 @@ class Gathered:
     context: InvoiceContext
     # The earliest moment after `through` at which a billing event of the customer can fall due.
     next_due_at: datetime | None
+    # The customer's open late-usage flags, read before its usage was measured: the only flags this
+    # pass may resolve (one committed after the measurement is left for the next pass).
+    flags: tuple[late_store.FlagRow, ...] = ()
 
 
 def customer_unit(connection: Connection, tenant_id: uuid.UUID, code: str) -> money.Unit:
@@ -170,9 +173,9 @@ class BillingReads:
     def balance(self, external_id: str, currency: str) -> int:
         return store.account_balance(self.connection, self.tenant_id, BALANCE_ACCOUNT, currency, external_id)
 
-    def late_flag_times(self, external_id: str) -> list[datetime]:
-        """When the events of the customer's open late-usage flags happened (earliest first)."""
-        return late_store.open_flag_times_of(self.connection, self.tenant_id, [external_id]).get(external_id, [])
+    def late_flags(self, external_id: str) -> list[late_store.FlagRow]:
+        """The customer's open late-usage flags, oldest event first."""
+        return late_store.open_flags_of(self.connection, self.tenant_id, [external_id]).get(external_id, [])
 
     def pending_charges(self, customer_id: uuid.UUID) -> list[charge_store.ChargeRow]:
         """The customer's pending one-off charges, oldest first (one more than the core's limit at
@@ -292,6 +295,7 @@ class Prepared:
     tax: TaxRateTable | None
     balance_minor: int
     next_due_at: datetime | None
+    flags: tuple[late_store.FlagRow, ...]
 
     def queries(self) -> list[UsageQuery]:
         return [query for need in self.needs for query in need.queries(self.customer.external_id)]
@@ -320,7 +324,7 @@ class Prepared:
             tax=self.tax,
             customer_balance_minor=max(0, self.balance_minor),
         )
-        return Gathered(self.customer, context, self.next_due_at)
+        return Gathered(self.customer, context, self.next_due_at, self.flags)
 
 
 def prepare(
@@ -341,7 +345,9 @@ def prepare(
         for line in billed
         if line.key.kind is LineKind.USAGE and not line.provisional
     }
-    flagged = reads.late_flag_times(customer.external_id)
+    # Read before usage is measured: a flag read here has its event in the measurement.
+    flags = tuple(reads.late_flags(customer.external_id))
+    flagged = sorted({flag.timestamp for flag in flags})
     subscriptions: list[SubscriptionBilling] = []
     needs: list[UsageNeed] = []
     next_due: list[datetime] = []
@@ -369,6 +375,7 @@ def prepare(
         tax=_tax(reads, customer, through),
         balance_minor=reads.balance(customer.external_id, currency.code),
         next_due_at=min(next_due) if next_due else None,
+        flags=flags,
     )
 
 
@@ -947,10 +954,7 @@ def bill_locked(
     drafts = drafts_in(connection, tenant_id, customer_id, gathered.context.currency.code)
     decision = decide_customer(connection, tenant_id, gathered, policy, drafts, new_draft_id=new_draft_id)
     write_drafts(connection, tenant_id, decision.writes)
-    flags = late_store.open_flags_of(connection, tenant_id, [gathered.customer.external_id])
-    late = settle_late_usage(
-        engine, clock, connection, tenant_id, decision=decision, flags=flags.get(gathered.customer.external_id, [])
-    )
+    late = settle_late_usage(engine, clock, connection, tenant_id, decision=decision, flags=gathered.flags)
     batches.record_customer_runs(connection, tenant_id, [(customer_id, through, gathered.next_due_at)])
     return Billed(gathered, decision.regular.applied, decision.late.applied, late)
 

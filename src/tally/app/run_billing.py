@@ -358,7 +358,7 @@ class ChunkReads(BillingReads):
         ]
         self._balances = batches.balances_of(connection, tenant_id, BALANCE_ACCOUNT, externals)
         self._charges = charge_store.pending_charges_of(connection, tenant_id, present, ONE_OFF_CHARGES_MAX)
-        self._flag_times = late_store.open_flag_times_of(
+        self._flags = late_store.open_flags_of(
             connection, tenant_id, [row.external_id for row, _ in self.found.values()]
         )
         catalog_ids = {
@@ -403,8 +403,8 @@ class ChunkReads(BillingReads):
     def pending_charges(self, customer_id: uuid.UUID) -> list[charge_store.ChargeRow]:
         return self._charges.get(customer_id, [])
 
-    def late_flag_times(self, external_id: str) -> list[datetime]:
-        return self._flag_times.get(external_id, [])
+    def late_flags(self, external_id: str) -> list[late_store.FlagRow]:
+        return self._flags.get(external_id, [])
 
 
 def usage_of_chunk(
@@ -533,17 +533,10 @@ def _bill_chunk_locked(  # noqa: PLR0917 - the transaction's parts, then the chu
         decisions.append(decision)
         recorded.append((customer_id, ready.through, gathered.next_due_at))
     write_drafts(connection, tenant_id, [write for decision in decisions for write in decision.writes])
-    externals = [decision.customer.external_id for decision in decisions]
-    flags = late_store.open_flags_of(connection, tenant_id, externals)
     for decision in decisions:
-        late = settle_late_usage(
-            engine,
-            clock,
-            connection,
-            tenant_id,
-            decision=decision,
-            flags=flags.get(decision.customer.external_id, []),
-        )
+        # The flags read with the chunk, before its usage was measured (`Gathered.flags`).
+        flags = reads.late_flags(decision.customer.external_id)
+        late = settle_late_usage(engine, clock, connection, tenant_id, decision=decision, flags=flags)
         outcome[decision.customer.id] = _customer_run(
             tenant_id, decision.customer.id, decision.regular.applied, decision.late.applied, late
         )

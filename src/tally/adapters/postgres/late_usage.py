@@ -43,7 +43,8 @@ _COLUMNS = 'id, customer, event_id, "timestamp", kind, flagged_at, resolved_at, 
 
 def open_flags_of(connection: Connection, tenant_id: uuid.UUID, customers: Sequence[str]) -> dict[str, list[FlagRow]]:
     """The open flags of each customer (by external id), oldest event first, at most
-    `OPEN_FLAGS_PER_CUSTOMER_MAX` each, locked until the transaction ends."""
+    `OPEN_FLAGS_PER_CUSTOMER_MAX` each. The billing run reads them before it measures usage and
+    resolves only those (see `Gathered.flags`)."""
     if not customers:
         return {}
     rows = connection.execute(
@@ -94,29 +95,6 @@ def list_flags(
         filters.append("resolved_at IS NOT NULL" if resolved else "resolved_at IS NULL")
     rows, has_more = keyset_rows(connection, "late_usage", _COLUMNS, filters, parameters, page)
     return Page(items=[FlagRow(*row) for row in rows], has_more=has_more, backwards=page.backwards)
-
-
-def open_flag_times_of(
-    connection: Connection, tenant_id: uuid.UUID, customers: Sequence[str]
-) -> dict[str, list[datetime]]:
-    """The event times of each customer's open flags (by external id), distinct, earliest first, at
-    most `OPEN_FLAGS_PER_CUSTOMER_MAX` each: the usage periods holding them are measured again by
-    the billing run however long ago they ended."""
-    if not customers:
-        return {}
-    rows = connection.execute(
-        """SELECT customer, "timestamp" FROM (
-               SELECT customer, "timestamp", row_number() OVER (PARTITION BY customer ORDER BY "timestamp") AS n
-               FROM (SELECT DISTINCT customer, "timestamp" FROM late_usage
-                     WHERE tenant_id = %s AND customer = ANY(%s) AND resolved_at IS NULL) open_times) ranked
-           WHERE n <= %s ORDER BY customer, "timestamp"
-        """,
-        (tenant_id, list(customers), OPEN_FLAGS_PER_CUSTOMER_MAX),
-    ).fetchall()
-    found: dict[str, list[datetime]] = defaultdict(list)
-    for customer, moment in rows:
-        found[customer].append(moment)
-    return found
 
 
 def open_flags_older_than(connection: Connection, before: datetime, limit: int) -> list[tuple[uuid.UUID, FlagRow]]:

@@ -779,11 +779,13 @@ def resolve_flags_billed_by(
     connection: Connection, tenant_id: uuid.UUID, invoice: store.InvoiceRow, customer_external_id: str, now: datetime
 ) -> int:
     """On finalizing `invoice`: resolve the customer's open flags whose event lies in a usage period
-    the invoice carries a line for (`invoice:<id>`). Answers how many."""
+    the invoice bills in full (`invoice:<id>`). Answers how many. A provisional line (usage so far of
+    a period still open, as on a threshold invoice) bills no closed period, as `close_usage_through`
+    also holds: it must not close a flag of another subscription's period over the same days."""
     periods = [
         (line.key.service_start, line.key.service_end)
         for line in store.lines_of(connection, invoice.id)
-        if line.key.kind is LineKind.USAGE
+        if line.key.kind is LineKind.USAGE and not line.provisional
     ]
     if not periods:
         return 0

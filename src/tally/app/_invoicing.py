@@ -811,6 +811,8 @@ def settle_late_usage(
     open flag is what keeps its period measured again (`_closing_needs`), so the correction stays on
     the draft until the draft is finalized, which resolves the flag (`resolve_flags_billed_by`).
     Flags resolved here are those credited by a credit note, or with nothing to bill (`no_change`)."""
+    if not flags and not decision.split.credits:
+        return LateSettled((), 0)  # the usual customer: nothing late to place or credit
     now = decision.context.through
     placed: list[tuple[InvoiceLine, str]] = []
     for write, lines in ((decision.regular, decision.split.regular.lines), (decision.late, decision.split.extra.lines)):

@@ -141,6 +141,8 @@ def test_billing_threshold_from_the_command_line(database_url: str, tally: Tally
     assert code == 1 and "billing_threshold_currency_must_match_subscription" in output, output
     code, output = run("subscriptions", "billing-threshold", sid, "lots")
     assert code == 1 and "billing_threshold_must_be_minor_units" in output, output
+    code, output = run("subscriptions", "billing-threshold", sid, "\u00b2")  # a digit to isdigit(), not to int()
+    assert code == 1 and "billing_threshold_must_be_minor_units" in output, output
     code, output = run("subscriptions", "billing-threshold", sid, "off")
     assert code == 0 and "billing threshold off" in output, output
     code, output = run("invoice", "evaluate-thresholds")

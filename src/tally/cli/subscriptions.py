@@ -222,11 +222,13 @@ def billing_threshold(
     """Set threshold billing (a new fact): past this much usage in a period under way, invoice at once."""
     from tally.app.set_billing_threshold import ThresholdChange, set_billing_threshold
 
-    if amount_minor != "off" and not (amount_minor.lstrip("-").isdigit() and len(amount_minor) <= 20):
+    try:
+        amount = None if amount_minor == "off" else int(amount_minor)  # the core checks the range
+    except ValueError:
         fail("billing_threshold_must_be_minor_units", "the amount is a whole number of minor units, or `off`")
     with open_tally() as tally, rejections_as_errors():
         tenant_id = resolve_tenant(tally, tenant)
-        change = ThresholdChange(amount_minor=None if amount_minor == "off" else int(amount_minor), currency=currency)
+        change = ThresholdChange(amount_minor=amount, currency=currency)
         setting = set_billing_threshold(tally.engine, tally.clock, tenant_id, _subscription_id(subscription), change)
         if setting.recorded:
             audit(tally, tenant_id, "tally subscriptions billing-threshold", "subscription", subscription)

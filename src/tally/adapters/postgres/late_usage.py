@@ -95,13 +95,3 @@ def list_flags(
         filters.append("resolved_at IS NOT NULL" if resolved else "resolved_at IS NULL")
     rows, has_more = keyset_rows(connection, "late_usage", _COLUMNS, filters, parameters, page)
     return Page(items=[FlagRow(*row) for row in rows], has_more=has_more, backwards=page.backwards)
-
-
-def open_flags_older_than(connection: Connection, before: datetime, limit: int) -> list[tuple[uuid.UUID, FlagRow]]:
-    """Open flags of every tenant whose event is older than `before`: (tenant, flag), oldest first."""
-    rows = connection.execute(
-        f"""SELECT tenant_id, {_COLUMNS} FROM late_usage
-            WHERE resolved_at IS NULL AND "timestamp" < %s ORDER BY "timestamp", id LIMIT %s""",
-        (before, limit),
-    ).fetchall()
-    return [(row[0], FlagRow(*row[1:])) for row in rows]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -37,16 +36,6 @@ def record(
            VALUES (%s, %s, %s, %s)""",
         (setting_id, tenant_id, late_usage_policy, now),
     )
-
-
-def history(connection: Connection, tenant_id: uuid.UUID, limit: int) -> Sequence[BillingSettingsRow]:
-    """The latest `limit` changes, newest first."""
-    rows = connection.execute(
-        """SELECT late_usage_policy, recorded_at FROM tenant_billing_settings
-           WHERE tenant_id = %s ORDER BY recorded_at DESC, id DESC LIMIT %s""",
-        (tenant_id, limit),
-    ).fetchall()
-    return [BillingSettingsRow(late_usage_policy=row[0], recorded_at=row[1]) for row in rows]
 
 
 def tenant_exists(connection: Connection, tenant_id: uuid.UUID) -> bool:

@@ -100,10 +100,6 @@ class ThresholdDecision:
     # threshold is crossed. None when none is.
     proposal: Proposal | None
 
-    @property
-    def crossed(self) -> tuple[ThresholdAccrual, ...]:
-        return tuple(accrual for accrual in self.accruals if accrual.crossed)
-
 
 def decide_threshold_invoice(context: InvoiceContext, thresholds: Sequence[BillingThreshold]) -> ThresholdDecision:
     """The threshold invoice `context` calls for now, if any. `context` is gathered as the upcoming

@@ -22,7 +22,12 @@ moments = st.datetimes(
 @settings(max_examples=60)
 @given(
     st.lists(texts, max_size=30),
-    st.lists(st.binary(max_size=20), max_size=30),
+    st.one_of(
+        st.lists(st.binary(max_size=20), max_size=30),
+        st.integers(min_value=0, max_value=20).flatmap(
+            lambda size: st.lists(st.binary(min_size=size, max_size=size), max_size=30)
+        ),
+    ),
     st.lists(moments, max_size=30),
     st.lists(st.integers(min_value=-(2**63), max_value=2**63 - 1), max_size=30),
 )

@@ -84,6 +84,11 @@ class _BytesArrayDumper(Dumper):
     oid = _BYTEA_ARRAY_OID
 
     def dump(self, obj: BytesArray) -> Buffer:
+        lengths = set(map(len, obj))
+        if len(lengths) == 1:
+            # Values of one length (content hashes): every element's prefix is the same bytes.
+            prefix = _LENGTH(lengths.pop())
+            return _header(_BYTEA_OID, len(obj)) + prefix + prefix.join(obj)
         return _with_lengths(_header(_BYTEA_OID, len(obj)), obj)
 
 

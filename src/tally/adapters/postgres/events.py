@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from operator import attrgetter
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import psycopg
 from psycopg import sql
@@ -41,11 +41,23 @@ class WrittenBatch:
     late: list[tuple[str, str, datetime]]
 
 
-_WRITE_EVENTS = """
-WITH input AS (
+# The batch's columns. Text columns usually go as one string each, the values joined by a separator
+# PostgreSQL splits again (`string_to_array`, in C): building a binary `text[]` takes Python work per
+# value, joining takes none. A value holding the separator itself (ids, customers and types may hold
+# any character but NUL) sends the batch as binary arrays instead.
+_DELIMITED_INPUT = r"""
+    SELECT * FROM unnest(string_to_array(%(ids)s::text, E'\x1f'), string_to_array(%(customers)s::text, E'\x1f'),
+                         string_to_array(%(types)s::text, E'\x1f'), %(timestamps)b::timestamptz[],
+                         string_to_array(%(properties)s::text, E'\x1f'), %(hashes)b::bytea[])
+        AS input (event_id, customer, type, ts, properties, content_hash)"""
+_ARRAY_INPUT = """
     SELECT * FROM unnest(%(ids)b::text[], %(customers)b::text[], %(types)b::text[],
                          %(timestamps)b::timestamptz[], %(properties)b::text[], %(hashes)b::bytea[])
-        AS input (event_id, customer, type, ts, properties, content_hash)
+        AS input (event_id, customer, type, ts, properties, content_hash)"""
+SEPARATOR: Final = "\x1f"  # ASCII's unit separator, E'\x1f' in the SQL above
+
+_WRITE_EVENTS_TEMPLATE = """
+WITH input AS ({input}
 ), batch AS (
     SELECT nextval(pg_get_serial_sequence('ingest_batches', 'batch_id')) AS batch_id
 ), registered AS (
@@ -92,6 +104,8 @@ SELECT 2, input.event_id, NULL, input.customer, input.ts, NULL, NULL
 FROM input JOIN registered USING (event_id) JOIN closures ON closures.customer = input.customer
 WHERE input.ts < closures.closed_through
 """
+_WRITE_EVENTS_DELIMITED: Final = _WRITE_EVENTS_TEMPLATE.replace("{input}", _DELIMITED_INPUT)
+_WRITE_EVENTS_ARRAYS: Final = _WRITE_EVENTS_TEMPLATE.replace("{input}", _ARRAY_INPUT)
 
 
 _ID, _CUSTOMER, _TYPE, _TIMESTAMP, _PROPERTIES_JSON, _CONTENT_HASH = (
@@ -110,25 +124,37 @@ def write_events(
     registry's row locks in one order). Does not commit."""
     # Each column taken by `map` over a field getter: no Python frame per event and column.
     customers = list(map(_CUSTOMER, events))
-    parameters = {
+    texts = {
+        "ids": list(map(_ID, events)),
+        "customers": customers,
+        "types": list(map(_TYPE, events)),
+        "properties": list(map(_PROPERTIES_JSON, events)),
+    }
+    parameters: dict[str, Any] = {
         "tenant": tenant_id,
         "received_at": received_at,
         "source": source,
-        "ids": TextArray(map(_ID, events)),
-        "customers": TextArray(customers),
-        "types": TextArray(map(_TYPE, events)),
         "timestamps": TimestampArray(map(_TIMESTAMP, events)),
-        "properties": TextArray(map(_PROPERTIES_JSON, events)),
         "hashes": BytesArray(map(_CONTENT_HASH, events)),
         "distinct_customers": TextArray(set(customers)),
         "count": len(events),
     }
+    statement = _WRITE_EVENTS_DELIMITED
+    for name, values in texts.items():
+        joined = SEPARATOR.join(values)
+        # As many separators as joins: no value holds one (counted in C, like the join).
+        if joined.count(SEPARATOR) != len(values) - 1:
+            statement = _WRITE_EVENTS_ARRAYS
+            break
+        parameters[name] = joined
+    if statement is _WRITE_EVENTS_ARRAYS:
+        parameters.update((name, TextArray(values)) for name, values in texts.items())
     batch_id: int | None = None
     event_count = 0
     existing: dict[str, bytes | None] = {}
     late: list[tuple[str, str, datetime]] = []
     for kind, event_id, stored_hash, customer, timestamp, row_batch_id, row_count in connection.execute(
-        _WRITE_EVENTS, parameters, binary=True
+        statement, parameters, binary=True
     ):
         if kind == 0:
             event_count = row_count

@@ -11,6 +11,8 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import Engine, text
 
 from tally.adapters.clock import FixedClock
@@ -18,8 +20,9 @@ from tally.adapters.postgres import events as store
 from tally.adapters.postgres.connections import psycopg_transaction
 from tally.app.correct_event import CorrectionInput, correct_event
 from tally.app.event_queries import EventQuery, get_event, list_events
-from tally.app.ingest_events import IngestOptions, ingest_events
+from tally.app.ingest_events import IngestOptions, ingest_events, ingest_events_counted
 from tally.app.maintain_event_partitions import maintain_event_partitions
+from tally.app.tenants import create_tenant
 from tally.bootstrap import Tally
 from tally.core.metering.events import TimestampWindow, parse_event
 from tally.core.rejections import Rejected
@@ -201,6 +204,89 @@ def test_parsed_events_and_the_import_source_are_accepted(
     # The window is checked again: the one parsed with a wider window is too old now.
     assert [outcome.result for outcome in result.outcomes] == ["accepted", "rejected"]
     assert scalar(tally.engine, "SELECT source FROM ingest_batches WHERE batch_id = :b", b=result.batch_id) == "import"
+
+
+# Batches drawn from a few ids (so resends, repeats within a batch and conflicts are common), a few
+# contents, some rejected events, and a customer whose usage is closed (late events).
+_batch_events = st.lists(
+    st.tuples(
+        st.sampled_from(["a", "b", "c", "d", "e\x1fseparated"]),
+        st.sampled_from(["cus_1", "cus_late", "cus\x1f2"]),
+        st.sampled_from([1, 2]),
+        st.sampled_from(["ok", "ok", "ok", "too_old", "no_type"]),
+    ),
+    max_size=12,
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batches=st.lists(_batch_events, min_size=1, max_size=4))
+def test_the_counted_answer_is_the_full_answer_counted(
+    tally: Tally, clock: FixedClock, batches: list[list[tuple[str, str, int, str]]]
+) -> None:
+    # The same batches into two tenants, one answered event by event, the other as counts: the counts
+    # and the refused events (by index) agree, and so does what is stored.
+    full_tenant = create_tenant(tally.engine, f"full-{uuid.uuid4().hex[:8]}")
+    counted_tenant = create_tenant(tally.engine, f"counted-{uuid.uuid4().hex[:8]}")
+    for tenant in (full_tenant, counted_tenant):
+        close_usage(tally.engine, tenant, "cus_late", NOW - timedelta(minutes=30))
+    for batch in batches:
+        raws = []
+        for event_id, customer, tokens, shape in batch:
+            raw = event(event_id, customer=customer, properties={"tokens": tokens})
+            if shape == "too_old":
+                raw["timestamp"] = "2001-01-01T00:00:00Z"
+            elif shape == "no_type":
+                del raw["type"]
+            raws.append(raw)
+        full = ingest_events(tally.engine, clock, full_tenant, raws, source="import")
+        counted = ingest_events_counted(tally.engine, clock, counted_tenant, raws)
+        assert (counted.accepted, counted.duplicate, counted.conflict, counted.rejected, counted.late) == (
+            full.accepted,
+            full.duplicate,
+            full.conflict,
+            full.rejected,
+            full.late,
+        )
+        assert counted.refused == [
+            (index, outcome)
+            for index, outcome in enumerate(full.outcomes)
+            if outcome.result in ("conflict", "rejected")
+        ]
+        assert (counted.batch_id is None) == (full.batch_id is None)
+    stored = (
+        'SELECT event_id, customer, type, "timestamp", properties::text FROM events WHERE tenant_id = :t '
+        "ORDER BY event_id"
+    )
+    with tally.engine.connect() as connection:
+        assert [tuple(row) for row in connection.execute(text(stored), {"t": full_tenant})] == [
+            tuple(row) for row in connection.execute(text(stored), {"t": counted_tenant})
+        ]
+
+
+def test_values_holding_the_column_separator_are_stored_exactly(
+    tally: Tally, tenant_id: uuid.UUID, clock: FixedClock
+) -> None:
+    # Text columns usually travel joined by a separator; a batch with a value holding it goes as
+    # arrays instead, so no value is ever split.
+    separator = store.SEPARATOR
+    raws = [
+        event(f"id{separator}1", customer=f"cus{separator}", type=f"{separator}t", properties={"k": f"v{separator}"}),
+        event("plain"),
+    ]
+    result = ingest_events(tally.engine, clock, tenant_id, raws)
+    assert [outcome.result for outcome in result.outcomes] == ["accepted", "accepted"]
+    with tally.engine.connect() as connection:
+        rows = connection.execute(
+            text("SELECT event_id, customer, type, properties->>'k' FROM events WHERE tenant_id = :t ORDER BY 1"),
+            {"t": tenant_id},
+        ).all()
+    assert [tuple(row) for row in rows] == [
+        (f"id{separator}1", f"cus{separator}", f"{separator}t", f"v{separator}"),
+        ("plain", "cus_1", "api_call", None),
+    ]
+    again = ingest_events(tally.engine, clock, tenant_id, raws)
+    assert [outcome.result for outcome in again.outcomes] == ["duplicate", "duplicate"]
 
 
 def close_usage(engine: Engine, tenant_id: uuid.UUID, customer: str, through: datetime) -> None:

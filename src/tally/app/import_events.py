@@ -28,6 +28,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any, Literal
 
 from sqlalchemy import Engine
@@ -37,7 +38,7 @@ from tally.adapters.event_files import EventFile, LineChunk, SourceRecord, decod
 from tally.adapters.event_json import parse_json_texts
 from tally.adapters.gc_tuning import tune_for_bulk_work
 from tally.adapters.postgres import database
-from tally.app.ingest_events import IngestOptions, ingest_events
+from tally.app.ingest_events import IngestOptions, ingest_events_counted
 from tally.core.metering.events import EVENTS_PER_BATCH_MAX, Event, parse_event, raw_event_id
 from tally.core.rejections import Rejection
 
@@ -108,11 +109,12 @@ class ImportSummary:
 
 
 ChunkListener = Callable[[ChunkOutcome], None]
-# What ingest answers per line: the result alone when the line was stored (or, dry run, valid);
-# (result, event id, code, field, message) when it was refused; None for a line already refused as
-# unreadable (its reason is in its record). Stored lines are most lines: they are kept cheap.
+# What ingest answers for a chunk: how many lines were stored (`accepted`, `duplicate`; dry run:
+# `valid`), and the refused lines by index, in order: (result, event id, code, field, message), or
+# None for a line already refused as unreadable (its reason is in its record). Stored lines are
+# most lines: they are only counted.
 _Refusal = tuple[str, str | None, str | None, str | None, str | None]
-_Answer = str | _Refusal | None
+_Answers = tuple[dict[str, int], list[tuple[int, _Refusal | None]]]
 
 
 def import_events(
@@ -145,17 +147,9 @@ def import_events(
             )
             for chunk in chunks
         )
-    for chunk, answers in answered:
-        refused = []
-        for record, answer in zip(chunk, answers, strict=True):
-            if type(answer) is str:
-                counts[answer] += 1
-                continue
-            outcome = _refused(record, answer)  # type: ignore[arg-type]
-            counts[outcome.status] += 1
-            refused.append(outcome)
-            if len(summary.first_refusals) < options.refusals_kept:
-                summary.first_refusals.append(outcome)
+    for chunk, (chunk_counts, refusals) in answered:
+        refused = [_refused(chunk[index], answer) for index, answer in refusals]
+        _tally(summary, counts, options, chunk_counts, refused)
         if on_chunk is not None:
             on_chunk(ChunkOutcome(len(chunk), refused))
     _fill_counts(summary, counts)
@@ -178,21 +172,29 @@ def import_event_file(
         return import_events(engine, clock, tenant_id, source.records(decode=False), options, on_chunk=on_chunk)
     summary = ImportSummary()
     counts: collections.Counter[str] = collections.Counter()
-    for chunk, (chunk_counts, answers) in _ingest_line_chunks(
+    for chunk, (chunk_counts, refusals) in _ingest_line_chunks(
         engine, clock, tenant_id, source.line_chunks(options.batch_size), options
     ):
-        counts.update(chunk_counts)
-        refused = []
-        for index, answer in answers:
-            outcome = _refused(chunk.record(index), answer)
-            counts[outcome.status] += 1
-            refused.append(outcome)
-            if len(summary.first_refusals) < options.refusals_kept:
-                summary.first_refusals.append(outcome)
+        refused = [_refused(chunk.record(index), answer) for index, answer in refusals]
+        _tally(summary, counts, options, chunk_counts, refused)
         if on_chunk is not None:
             on_chunk(ChunkOutcome(len(chunk.texts), refused))
     _fill_counts(summary, counts)
     return summary
+
+
+def _tally(
+    summary: ImportSummary,
+    counts: collections.Counter[str],
+    options: ImportOptions,
+    chunk_counts: dict[str, int],
+    refused: list[LineOutcome],
+) -> None:
+    counts.update(chunk_counts)
+    for outcome in refused:
+        counts[outcome.status] += 1
+        if len(summary.first_refusals) < options.refusals_kept:
+            summary.first_refusals.append(outcome)
 
 
 def _fill_counts(summary: ImportSummary, counts: collections.Counter[str]) -> None:
@@ -204,9 +206,7 @@ def _fill_counts(summary: ImportSummary, counts: collections.Counter[str]) -> No
     summary.valid = counts["valid"]
 
 
-def _refused(
-    record: SourceRecord, answer: tuple[str, str | None, str | None, str | None, str | None] | None
-) -> LineOutcome:
+def _refused(record: SourceRecord, answer: _Refusal | None) -> LineOutcome:
     if answer is None:
         unreadable_code, message = record.error or ("line_unreadable", "")
         return LineOutcome(record, "rejected", code=unreadable_code, message=message)
@@ -220,46 +220,50 @@ def _ingest_chunk(
     tenant_id: uuid.UUID,
     events: Sequence[Event | dict[str, Any] | None],
     ingest: IngestOptions,
-) -> list[_Answer]:
+) -> _Answers:
     """Ingest the events of a chunk (None: an unreadable line, skipped) in one transaction."""
-    readable = [event for event in events if event is not None]
-    outcomes = iter(
-        ingest_events(engine, clock, tenant_id, readable, source="import", options=ingest).outcomes if readable else ()
-    )
-    answers: list[_Answer] = []
-    for event in events:
-        if event is None:
-            answers.append(None)
-            continue
-        outcome = next(outcomes)
-        rejection = outcome.rejection
-        if rejection is None:
-            answers.append(outcome.result)
-        else:
-            answers.append((outcome.result, outcome.event_id, rejection.code, rejection.field, rejection.message))
-    return answers
+    unreadable = [index for index, event in enumerate(events) if event is None]
+    readable = [event for event in events if event is not None] if unreadable else events
+    if not readable:
+        return {}, [(index, None) for index in unreadable]
+    counted = ingest_events_counted(engine, clock, tenant_id, readable, source="import", options=ingest)
+    # Indexes among the readable events, back to indexes in the chunk.
+    positions = [index for index, event in enumerate(events) if event is not None] if unreadable else None
+    refusals: list[tuple[int, _Refusal | None]] = [
+        (
+            positions[index] if positions is not None else index,
+            (outcome.result, outcome.event_id, rejection.code, rejection.field, rejection.message),
+        )
+        for index, outcome in counted.refused
+        if (rejection := outcome.rejection) is not None
+    ]
+    if unreadable:
+        refusals = sorted([*refusals, *((index, None) for index in unreadable)], key=itemgetter(0))
+    return {"accepted": counted.accepted, "duplicate": counted.duplicate}, refusals
 
 
 def _ingest(
     engine: Engine, clock: Clock, tenant_id: uuid.UUID, chunk: Sequence[SourceRecord], ingest: IngestOptions
-) -> list[_Answer]:
+) -> _Answers:
     return _ingest_chunk(engine, clock, tenant_id, [record.event for record in chunk], ingest)
 
 
-def _validate(clock: Clock, chunk: Sequence[SourceRecord], ingest: IngestOptions) -> list[_Answer]:
+def _validate(clock: Clock, chunk: Sequence[SourceRecord], ingest: IngestOptions) -> _Answers:
     window = ingest.window(clock.now())
-    answers: list[_Answer] = []
-    for record in chunk:
+    valid = 0
+    refusals: list[tuple[int, _Refusal | None]] = []
+    for index, record in enumerate(chunk):
         if record.event is None:
-            answers.append(None)
+            refusals.append((index, None))
             continue
         parsed = parse_event(record.event, window)
-        event_id = raw_event_id(record.event)
         if isinstance(parsed, Rejection):
-            answers.append(("rejected", event_id, parsed.code, parsed.field, parsed.message))
+            refusals.append(
+                (index, ("rejected", raw_event_id(record.event), parsed.code, parsed.field, parsed.message))
+            )
         else:
-            answers.append("valid")
-    return answers
+            valid += 1
+    return {"valid": valid}, refusals
 
 
 # Several processes.
@@ -273,9 +277,9 @@ def _start_worker(database_url: str, clock: Clock) -> None:
     tune_for_bulk_work()
 
 
-def _work(tenant_id: uuid.UUID, items: Sequence[str | dict[str, Any] | None], ingest: IngestOptions) -> list[Any]:
+def _work(tenant_id: uuid.UUID, items: Sequence[str | dict[str, Any] | None], ingest: IngestOptions) -> _Answers:
     """In a worker process: decode the pending lines (text), then ingest the chunk. A chunk of lines
-    only (the usual case) is decoded and parsed in bulk when the fast path can (`parse_json_lines`:
+    only (the usual case) is decoded and parsed in bulk when the fast path can (`parse_json_texts`:
     the same answers); otherwise line by line."""
     engine, clock = _worker["engine"], _worker["clock"]
     if items and all(type(item) is str for item in items):
@@ -292,37 +296,34 @@ def _work(tenant_id: uuid.UUID, items: Sequence[str | dict[str, Any] | None], in
             events.append(event)
         else:
             events.append(item)
-    answers: list[Any] = _ingest_chunk(engine, clock, tenant_id, events, ingest)
-    for index, (code, message) in unreadable.items():
-        answers[index] = ("rejected", None, code, None, message)
-    return answers
+    counts, refusals = _ingest_chunk(engine, clock, tenant_id, events, ingest)
+    return counts, [
+        (index, _unreadable(*unreadable[index]) if index in unreadable else answer) for index, answer in refusals
+    ]
+
+
+def _unreadable(code: str, message: str) -> _Refusal:
+    return ("rejected", None, code, None, message)
 
 
 def _work_lines(
     tenant_id: uuid.UUID, texts: Sequence[str], unreadable: Sequence[int], ingest: IngestOptions
-) -> tuple[dict[str, int], list[tuple[int, _Refusal | None]]]:
+) -> _Answers:
     """In a worker process: decode and ingest a chunk of lines (`unreadable`: the indexes of lines
-    the reader refused); answer the counts of lines stored, and the refused ones by index."""
+    the reader refused)."""
     items: list[str | None] = list(texts)
     for index in unreadable:
         items[index] = None
-    answers = _work(tenant_id, items, ingest)
-    tallied = collections.Counter(answers)  # counted in C: refusals are rare, answers mostly strings
-    counts = {answer: count for answer, count in tallied.items() if type(answer) is str}
-    if len(counts) == len(tallied):
-        return counts, []
-    return counts, [(index, answer) for index, answer in enumerate(answers) if type(answer) is not str]
+    return _work(tenant_id, items, ingest)
 
 
 def _ingest_line_chunks(
     engine: Engine, clock: Clock, tenant_id: uuid.UUID, chunks: Iterator[LineChunk], options: ImportOptions
-) -> Iterator[tuple[LineChunk, tuple[dict[str, int], list[tuple[int, _Refusal | None]]]]]:
+) -> Iterator[tuple[LineChunk, _Answers]]:
     """Chunks of lines go to `options.jobs` processes, at most two each in flight; answers come back
     in order."""
     database_url = engine.url.render_as_string(hide_password=False)
-    in_flight: collections.deque[tuple[LineChunk, Future[tuple[dict[str, int], list[tuple[int, _Refusal | None]]]]]] = (
-        collections.deque()
-    )
+    in_flight: collections.deque[tuple[LineChunk, Future[_Answers]]] = collections.deque()
     with ProcessPoolExecutor(
         max_workers=options.jobs,
         mp_context=multiprocessing.get_context("spawn"),
@@ -346,10 +347,10 @@ def _ingest_in_processes(
     tenant_id: uuid.UUID,
     chunks: Iterator[list[SourceRecord]],
     options: ImportOptions,
-) -> Iterator[tuple[list[SourceRecord], list[_Answer]]]:
+) -> Iterator[tuple[list[SourceRecord], _Answers]]:
     """Chunks go to `options.jobs` processes, at most two each in flight; answers come back in order."""
     database_url = engine.url.render_as_string(hide_password=False)
-    in_flight: collections.deque[tuple[list[SourceRecord], Future[list[Any]]]] = collections.deque()
+    in_flight: collections.deque[tuple[list[SourceRecord], Future[_Answers]]] = collections.deque()
     with ProcessPoolExecutor(
         max_workers=options.jobs,
         mp_context=multiprocessing.get_context("spawn"),

@@ -43,10 +43,12 @@ from tally.settings import Settings
 __all__ = [
     "EVENTS_PER_BATCH_MAX",
     "EventOutcome",
+    "IngestCounts",
     "IngestOptions",
     "IngestResult",
     "OutcomeKind",
     "ingest_events",
+    "ingest_events_counted",
 ]
 
 OutcomeKind = Literal["accepted", "duplicate", "conflict", "rejected"]
@@ -109,6 +111,21 @@ class IngestResult:
     late: int
 
 
+@dataclass(frozen=True, slots=True)
+class IngestCounts:
+    """A batch answered as counts (`ingest_events_counted`): the refused events alone (`conflict`,
+    `rejected`) have an outcome, with their index in the input, in input order."""
+
+    batch_id: int | None
+    received_at: datetime
+    accepted: int
+    duplicate: int
+    conflict: int
+    rejected: int
+    late: int
+    refused: list[tuple[int, EventOutcome]]
+
+
 def ingest_events(
     engine: Engine,
     clock: Clock,
@@ -125,33 +142,8 @@ def ingest_events(
     against the window again). Anything else in the sequence is rejected as `event_must_be_object`.
     Raises `Rejected` (`batch_too_large`) for more than `EVENTS_PER_BATCH_MAX` events.
     """
-    if len(raw_events) > EVENTS_PER_BATCH_MAX:
-        raise Rejected.because(
-            "batch_too_large", f"a batch has at most {EVENTS_PER_BATCH_MAX} events, got {len(raw_events)}", "events"
-        )
-    received_at = clock.now()
-    window = options.window(received_at)
-
-    # decide: validate, and keep the first occurrence of each id.
-    earliest, latest = window.earliest, window.latest
-    parsed: list[Event | Rejection] = [
-        # An `Event` already parsed (by the fast path of the API, say) needs only the window again.
-        raw if type(raw) is Event and earliest <= raw.timestamp <= latest else _validate(raw, window)
-        for raw in raw_events
-    ]
-    first: dict[str, Event] = {}
-    for event in parsed:
-        if type(event) is Event:
-            first.setdefault(event.id, event)
-
-    # apply
-    written: store.WrittenBatch | None = None
-    if first:
-        # Sorted by id (ids are unique here: sorting the ids compares strings, not tuples).
-        unique = [first[event_id] for event_id in sorted(first)]
-        written = run_in_transaction(
-            engine, lambda connection: _write(connection, tenant_id, received_at, source, unique)
-        )
+    received_at, parsed, first = _decide(clock, raw_events, options)
+    written = _apply(engine, tenant_id, source, received_at=received_at, parsed=parsed, first=first)
 
     # answer: each occurrence is compared with the content that won its id.
     existing = written.existing if written else {}
@@ -170,36 +162,18 @@ def ingest_events(
             late=0,
         )
     outcomes: list[EventOutcome] = []
-    answered: set[str] = set()
     counts = {"accepted": 0, "duplicate": 0, "conflict": 0, "rejected": 0}
-    for raw, event in zip(raw_events, parsed, strict=True):
+    for index, (raw, event) in enumerate(zip(raw_events, parsed, strict=True)):
         if isinstance(event, Rejection):
-            outcome = EventOutcome("rejected", raw.id if isinstance(raw, Event) else raw_event_id(raw), event)
+            outcome = _rejected(raw, event)
         else:
             event_id = event.id
-            if event_id in existing:
-                stored_hash = existing[event_id]
-                if stored_hash is None:  # pragma: no cover - `_write` fills every hash in
-                    raise InvariantViolation(f"no stored content hash for event {event_id!r}")
-                winner = stored_hash
-            else:
-                winner = first[event_id].content_hash
-            if event_id not in existing and event_id not in answered:
+            if event_id not in existing and first[event_id] == index:
                 outcome = _new_outcome(EventOutcome, ("accepted", event_id, None, event_id in late_ids))
-            elif event.content_hash == winner:
+            elif event.content_hash == _winner(event_id, existing, parsed, first):
                 outcome = _new_outcome(EventOutcome, ("duplicate", event_id, None, False))
             else:
-                outcome = EventOutcome(
-                    "conflict",
-                    event_id,
-                    Rejection(
-                        "exists_with_different_content",
-                        "an event with this id was already received with a different customer, type, timestamp "
-                        "or properties; the original is kept",
-                        "id",
-                    ),
-                )
-            answered.add(event_id)
+                outcome = _conflict(event_id)
         counts[outcome.result] += 1
         outcomes.append(outcome)
     return IngestResult(
@@ -211,6 +185,120 @@ def ingest_events(
         conflict=counts["conflict"],
         rejected=counts["rejected"],
         late=len(late_ids),
+    )
+
+
+def ingest_events_counted(
+    engine: Engine,
+    clock: Clock,
+    tenant_id: uuid.UUID,
+    raw_events: Sequence[Mapping[str, Any]] | Sequence[Event] | Sequence[Any],
+    *,
+    source: Literal["api", "import"] = "import",
+    options: IngestOptions = IngestOptions(),
+) -> IngestCounts:
+    """`ingest_events`, answered as counts and the refused events alone (what an import reports):
+    the same decisions and the same write, without an outcome made for every event stored."""
+    received_at, parsed, first = _decide(clock, raw_events, options)
+    written = _apply(engine, tenant_id, source, received_at=received_at, parsed=parsed, first=first)
+    existing = written.existing if written else {}
+    refused: list[tuple[int, EventOutcome]] = []
+    duplicate = conflict = rejected = 0
+    if len(first) != len(parsed) or existing:
+        # Only resends, repeats within the batch and rejections need a look each.
+        for index, event in enumerate(parsed):
+            if type(event) is not Event:
+                refused.append((index, _rejected(raw_events[index], event)))  # type: ignore[arg-type]
+                rejected += 1
+                continue
+            event_id = event.id
+            if event_id not in existing and first[event_id] == index:
+                continue  # accepted
+            if event.content_hash == _winner(event_id, existing, parsed, first):
+                duplicate += 1
+            else:
+                refused.append((index, _conflict(event_id)))
+                conflict += 1
+    return IngestCounts(
+        batch_id=written.batch_id if written else None,
+        received_at=received_at,
+        accepted=len(first) - len(existing.keys() & first.keys()),
+        duplicate=duplicate,
+        conflict=conflict,
+        rejected=rejected,
+        late=len({late[0] for late in written.late}) if written else 0,
+        refused=refused,
+    )
+
+
+def _decide(
+    clock: Clock, raw_events: Sequence[Any], options: IngestOptions
+) -> tuple[datetime, list[Event | Rejection], dict[str, int]]:
+    """Validate each event against the window of now; `first`: each valid id, with the index of its
+    first occurrence (the one written)."""
+    if len(raw_events) > EVENTS_PER_BATCH_MAX:
+        raise Rejected.because(
+            "batch_too_large", f"a batch has at most {EVENTS_PER_BATCH_MAX} events, got {len(raw_events)}", "events"
+        )
+    received_at = clock.now()
+    window = options.window(received_at)
+    earliest, latest = window.earliest, window.latest
+    parsed: list[Event | Rejection] = [
+        # An `Event` already parsed (by the fast path of the API, say) needs only the window again.
+        raw if type(raw) is Event and earliest <= raw.timestamp <= latest else _validate(raw, window)
+        for raw in raw_events
+    ]
+    first: dict[str, int] = {}
+    for index, event in enumerate(parsed):
+        if type(event) is Event:
+            first.setdefault(event.id, index)
+    return received_at, parsed, first
+
+
+def _apply(
+    engine: Engine,
+    tenant_id: uuid.UUID,
+    source: Literal["api", "import"],
+    *,
+    received_at: datetime,
+    parsed: list[Event | Rejection],
+    first: dict[str, int],
+) -> store.WrittenBatch | None:
+    """Write the first occurrence of each id, in one transaction; None when there is none."""
+    if not first:
+        return None
+    # Sorted by id (ids are unique here: sorting the ids compares strings, not tuples).
+    unique: list[Event] = [parsed[first[event_id]] for event_id in sorted(first)]  # type: ignore[misc]
+    return run_in_transaction(engine, lambda connection: _write(connection, tenant_id, received_at, source, unique))
+
+
+def _winner(
+    event_id: str, existing: dict[str, bytes | None], parsed: list[Event | Rejection], first: dict[str, int]
+) -> bytes:
+    """The content hash an occurrence of `event_id` is compared with: the one stored before this
+    batch, or else that of its first occurrence here."""
+    if event_id in existing:
+        stored_hash = existing[event_id]
+        if stored_hash is None:  # pragma: no cover - `_write` fills every hash in
+            raise InvariantViolation(f"no stored content hash for event {event_id!r}")
+        return stored_hash
+    return parsed[first[event_id]].content_hash  # type: ignore[union-attr]
+
+
+def _rejected(raw: object, rejection: Rejection) -> EventOutcome:
+    return EventOutcome("rejected", raw.id if isinstance(raw, Event) else raw_event_id(raw), rejection)
+
+
+def _conflict(event_id: str) -> EventOutcome:
+    return EventOutcome(
+        "conflict",
+        event_id,
+        Rejection(
+            "exists_with_different_content",
+            "an event with this id was already received with a different customer, type, timestamp "
+            "or properties; the original is kept",
+            "id",
+        ),
     )
 
 

@@ -1,6 +1,6 @@
 """Metering events in PostgreSQL: the ingest write, corrections, reads, and monthly partitions.
 
-The ingest write is one statement (data-modifying CTEs over binary array parameters): register the
+The ingest write is one statement (data-modifying CTEs over the batch's columns as parameters): register the
 batch's ids in the forever dedup registry (`event_ids`, ON CONFLICT DO NOTHING), store the events
 whose ids were new, record the batch and queue it for the rollups — and answer, for the ids that
 were not new, the content hash stored under them, and which new events fall in an invoiced period.

@@ -222,23 +222,18 @@ def _ingest_chunk(
     ingest: IngestOptions,
 ) -> _Answers:
     """Ingest the events of a chunk (None: an unreadable line, skipped) in one transaction."""
-    unreadable = [index for index, event in enumerate(events) if event is None]
-    readable = [event for event in events if event is not None] if unreadable else events
-    if not readable:
-        return {}, [(index, None) for index in unreadable]
+    readable_at = [index for index, event in enumerate(events) if event is not None]
+    refusals: list[tuple[int, _Refusal | None]] = [(index, None) for index, event in enumerate(events) if event is None]
+    if not readable_at:
+        return {}, refusals
+    readable = events if not refusals else [events[index] for index in readable_at]
     counted = ingest_events_counted(engine, clock, tenant_id, readable, source="import", options=ingest)
-    # Indexes among the readable events, back to indexes in the chunk.
-    positions = [index for index, event in enumerate(events) if event is not None] if unreadable else None
-    refusals: list[tuple[int, _Refusal | None]] = [
-        (
-            positions[index] if positions is not None else index,
-            (outcome.result, outcome.event_id, rejection.code, rejection.field, rejection.message),
-        )
+    refusals += [
+        (readable_at[index], (outcome.result, outcome.event_id, rejection.code, rejection.field, rejection.message))
         for index, outcome in counted.refused
         if (rejection := outcome.rejection) is not None
     ]
-    if unreadable:
-        refusals = sorted([*refusals, *((index, None) for index in unreadable)], key=itemgetter(0))
+    refusals.sort(key=itemgetter(0))  # two sorted runs: merged in one pass
     return {"accepted": counted.accepted, "duplicate": counted.duplicate}, refusals
 
 

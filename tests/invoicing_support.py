@@ -4,6 +4,7 @@ clocks, usage events, and ledger reads (receivables, balances per account)."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from tally.adapters.postgres.connections import psycopg_transaction
@@ -59,12 +60,19 @@ def external_id(tally: Tally, tenant_id: uuid.UUID, customer_id: uuid.UUID) -> s
     return str(row[0])
 
 
-def subscribe(tally: Tally, tenant_id: uuid.UUID, customer_id: uuid.UUID, plan: str = "basic") -> uuid.UUID:
+def subscribe(
+    tally: Tally,
+    tenant_id: uuid.UUID,
+    customer_id: uuid.UUID,
+    plan: str = "basic",
+    quantities: Mapping[uuid.UUID, int] | None = None,
+) -> uuid.UUID:
+    """`customer_id` on the latest version of `plan`; `quantities`: seats of its fixed fees by price id."""
     created = create_subscription(
         tally.engine,
         tally.clock,
         tenant_id,
-        SubscriptionInput(customer_id=customer_id, plan=PlanChoice(plan_code=plan)),
+        SubscriptionInput(customer_id=customer_id, plan=PlanChoice(plan_code=plan, quantities=quantities or {})),
     )
     return created.row.id
 

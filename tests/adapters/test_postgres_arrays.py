@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
 import psycopg
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tally.adapters.postgres.arrays import BytesArray, IntArray, TextArray, TimestampArray
+from tally.adapters.postgres.arrays import BytesArray, IntArray, TextArray, TimestampArray, UuidArray
 
 # PostgreSQL text holds any character but NUL (and no lone surrogates).
 texts = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=20)
@@ -30,9 +31,15 @@ moments = st.datetimes(
     ),
     st.lists(moments, max_size=30),
     st.lists(st.integers(min_value=-(2**63), max_value=2**63 - 1), max_size=30),
+    st.lists(st.uuids(), max_size=30),
 )
 def test_arrays_arrive_as_psycopgs_own_lists_would(
-    database_url: str, strings: list[str], blobs: list[bytes], timestamps: list[datetime], numbers: list[int]
+    database_url: str,
+    strings: list[str],
+    blobs: list[bytes],
+    timestamps: list[datetime],
+    numbers: list[int],
+    ids: list[uuid.UUID],
 ) -> None:
     with psycopg.connect(database_url) as connection:
         row = connection.execute(
@@ -40,7 +47,8 @@ def test_arrays_arrive_as_psycopgs_own_lists_would(
                       %(blobs)s::bytea[] IS NOT DISTINCT FROM %(blob_list)s::bytea[],
                       %(moments)s::timestamptz[] IS NOT DISTINCT FROM %(moment_list)s::timestamptz[],
                       cardinality(%(texts)s::text[]), %(moments)s::timestamptz[],
-                      %(numbers)s::bigint[] IS NOT DISTINCT FROM %(number_list)s::bigint[], %(numbers)s::bigint[]""",
+                      %(numbers)s::bigint[] IS NOT DISTINCT FROM %(number_list)s::bigint[], %(numbers)s::bigint[],
+                      %(ids)s::uuid[] IS NOT DISTINCT FROM %(id_list)s::uuid[], %(ids)s::uuid[]""",
             {
                 "texts": TextArray(strings),
                 "text_list": strings,
@@ -50,6 +58,8 @@ def test_arrays_arrive_as_psycopgs_own_lists_would(
                 "moment_list": timestamps,
                 "numbers": IntArray(numbers),
                 "number_list": numbers,
+                "ids": UuidArray(ids),
+                "id_list": ids,
             },
             binary=True,
         ).fetchone()
@@ -58,3 +68,5 @@ def test_arrays_arrive_as_psycopgs_own_lists_would(
     assert row[4] == timestamps
     assert row[5] is True
     assert row[6] == numbers
+    assert row[7] is True
+    assert row[8] == ids

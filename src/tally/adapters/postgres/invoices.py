@@ -9,7 +9,7 @@ are stored as JSON and read back as the core's `Posting`s. The rules live in tal
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from decimal import Decimal
@@ -19,6 +19,7 @@ import psycopg
 
 from tally.adapters.pagination import Page, PageRequest
 from tally.adapters.postgres import jsonb
+from tally.adapters.postgres.copy_cells import CopyCells
 from tally.adapters.postgres.pagination import keyset_rows
 from tally.core.invoicing import BilledLine, InvoiceLine, LineKey, LineKind, TaxLine
 from tally.core.ledger.model import Direction
@@ -372,33 +373,40 @@ def line_row(
     customer_id: uuid.UUID,
     currency: str,
     now: datetime,
+    cells: CopyCells,
 ) -> tuple[Any, ...]:
     """One draft line as an `invoice_lines` row in `LINE_INSERT_COLUMNS` order, as the billing run's
-    COPY (`billing_batches.insert_lines`) writes it."""
+    COPY (`billing_batches.insert_lines`) writes it: the cells that repeat across rows (ids of
+    the tenant, invoice and customer, moments) as text from `cells`, the COPY's memo."""
     return (
         line_id,
-        tenant_id,
-        invoice_id,
-        customer_id,
+        cells.id(tenant_id),
+        cells.id(invoice_id),
+        cells.id(customer_id),
         currency,
-        *_key_cells(line),
+        *_key_cells(line, cells.moment),
         position,
         *_amount_cells(line),
-        line.due_at,
+        cells.moment(line.due_at),
         line.billed().provisional,
         jsonb.dumps(line.explanation.document()),
-        now,
+        cells.moment(now),
     )
 
 
-def _key_cells(line: InvoiceLine) -> tuple[Any, ...]:
-    """A line's key and sequence as row cells (invoice lines and credit-note lines alike)."""
+def _same(moment: datetime) -> datetime:
+    return moment
+
+
+def _key_cells(line: InvoiceLine, moment: Callable[[datetime], Any] = _same) -> tuple[Any, ...]:
+    """A line's key and sequence as row cells (invoice lines and credit-note lines alike); `moment`
+    turns the service period's bounds into cells (as they are, by default)."""
     key = line.key
     return (
         key.subscription_id,
         key.price_id,
-        key.service_start,
-        key.service_end,
+        moment(key.service_start),
+        moment(key.service_end),
         jsonb.dumps(key.group),
         key.kind.value,
         key.reference,

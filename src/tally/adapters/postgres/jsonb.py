@@ -31,6 +31,15 @@ def dumps(value: Any) -> str:
         raise TypeError(str(error)) from error
 
 
+def encoded(value: Any) -> bytes:
+    """`value` as JSON bytes: a memo key for a decoded document (the same text decodes to dicts
+    whose keys come in the same order, so they encode to the same bytes)."""
+    try:
+        return _encoder.encode(value)
+    except msgspec.EncodeError as error:
+        raise TypeError(str(error)) from error
+
+
 def use_fast_jsonb(cursor: psycopg.Cursor[Any]) -> psycopg.Cursor[Any]:
     """`cursor`, loading its `json` and `jsonb` columns with msgspec."""
     set_json_loads(_decode, cursor)

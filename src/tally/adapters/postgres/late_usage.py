@@ -17,6 +17,7 @@ from typing import Any
 import psycopg
 
 from tally.adapters.pagination import Page, PageRequest
+from tally.adapters.postgres.arrays import TextArray
 from tally.adapters.postgres.pagination import keyset_rows
 
 Connection = psycopg.Connection[Any]
@@ -53,7 +54,7 @@ def open_flags_of(connection: Connection, tenant_id: uuid.UUID, customers: Seque
                 FROM late_usage l
                 WHERE l.tenant_id = %s AND l.customer = ANY(%s) AND l.resolved_at IS NULL) f
             WHERE n <= %s ORDER BY customer, "timestamp", id""",
-        (tenant_id, list(customers), OPEN_FLAGS_PER_CUSTOMER_MAX),
+        (tenant_id, TextArray(customers), OPEN_FLAGS_PER_CUSTOMER_MAX),
     ).fetchall()
     found: dict[str, list[FlagRow]] = defaultdict(list)
     for row in rows:

@@ -18,6 +18,7 @@ from typing import Any
 import psycopg
 
 from tally.adapters.pagination import Page, PageRequest
+from tally.adapters.postgres.arrays import UuidArray
 from tally.adapters.postgres.pagination import keyset_rows
 
 Connection = psycopg.Connection[Any]
@@ -164,7 +165,7 @@ def pending_charges_of(
                 FROM {_CHARGES}
                 WHERE tenant_id = %s AND customer_id = ANY(%s) AND status = '{PENDING}') ranked
             WHERE n <= %s ORDER BY customer_id, charged_at, id""",
-        (tenant_id, list(customer_ids), limit_per_customer + 1),
+        (tenant_id, UuidArray(customer_ids), limit_per_customer + 1),
     ).fetchall()
     found: dict[uuid.UUID, list[ChargeRow]] = defaultdict(list)
     for row in rows:

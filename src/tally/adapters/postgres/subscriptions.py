@@ -16,6 +16,7 @@ from typing import Any
 import psycopg
 
 from tally.adapters.pagination import Page, PageRequest
+from tally.adapters.postgres import jsonb
 from tally.adapters.postgres.pagination import keyset_rows
 from tally.core import money
 from tally.core.frozen import quick_init
@@ -190,13 +191,33 @@ def encode_entry(recorded: RecordedEntry) -> dict[str, Any]:
     return payload
 
 
-def decode_entry(sequence: int, kind: str, recorded_at: datetime, payload: Mapping[str, Any]) -> RecordedEntry:
+# Items decoded so far, by their document's JSON: subscriptions of one plan hold the same items, so
+# a chunk of timelines decodes each once (the values are frozen, so they are shared safely).
+ItemMemo = dict[bytes, tuple[SubscriptionItem, ItemOrigin]]
+
+
+def _decode_item_once(document: Mapping[str, Any], memo: ItemMemo) -> tuple[SubscriptionItem, ItemOrigin]:
+    key = jsonb.encoded(document)
+    found = memo.get(key)
+    if found is None:
+        found = memo[key] = _decode_item(document)
+    return found
+
+
+def decode_entry(
+    sequence: int, kind: str, recorded_at: datetime, payload: Mapping[str, Any], memo: ItemMemo | None = None
+) -> RecordedEntry:
+    """One recorded fact from its row; `memo`, if given, holds the items decoded before."""
     effective_at = datetime.fromisoformat(payload["effective_at"])
     origins: dict[str, ItemOrigin] = {}
     plan_version_id: uuid.UUID | None = None
     entry: TimelineEntry
     if kind in {"started", "items_changed"}:
-        decoded = [_decode_item(document) for document in payload["items"]]
+        documents = payload["items"]
+        if memo is None:
+            decoded = [_decode_item(document) for document in documents]
+        else:
+            decoded = [_decode_item_once(document, memo) for document in documents]
         items = tuple(item for item, _ in decoded)
         origins = {item.price_id: origin for item, origin in decoded}
         if payload["plan_version_id"] is not None:

@@ -9,7 +9,10 @@ chunks are in memory however large the file is. With `jobs=1` the lines are deco
 too and each chunk is ingested here, decoding the next chunk while the database writes this one.
 With `jobs=N`, N worker processes each decode and ingest whole chunks (in transactions of their
 own): JSON decoding and validation, which take more CPU than the database's part, then run on N
-cores. Outcomes are reported in file order either way.
+cores. An NDJSON file goes to them by event id: each line to the worker its id hashes to (only the
+id is read here), so two workers never write one id at once (one would wait for the other's
+transaction) and the first line of an id in the file is the one stored, as with one job. Outcomes
+are reported in file order either way.
 
 Lines that cannot even be read as an event (not JSON, not an object, a malformed CSV row) are
 rejected with their line number and never reach ingest.
@@ -21,6 +24,7 @@ and whether an event would be a duplicate or a conflict is not known.
 from __future__ import annotations
 
 import collections
+import contextlib
 import multiprocessing
 import queue
 import threading
@@ -31,6 +35,7 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any, Literal
 
+import msgspec
 from sqlalchemy import Engine
 
 from tally.adapters.clock import Clock
@@ -173,7 +178,7 @@ def import_event_file(
     summary = ImportSummary()
     counts: collections.Counter[str] = collections.Counter()
     for chunk, (chunk_counts, refusals) in _ingest_line_chunks(
-        engine, clock, tenant_id, source.line_chunks(options.batch_size), options
+        engine, clock, tenant_id, source.line_chunks(options.batch_size * options.jobs), options
     ):
         refused = [_refused(chunk.record(index), answer) for index, answer in refusals]
         _tally(summary, counts, options, chunk_counts, refused)
@@ -315,25 +320,90 @@ def _work_lines(
 def _ingest_line_chunks(
     engine: Engine, clock: Clock, tenant_id: uuid.UUID, chunks: Iterator[LineChunk], options: ImportOptions
 ) -> Iterator[tuple[LineChunk, _Answers]]:
-    """Chunks of lines go to `options.jobs` processes, at most two each in flight; answers come back
-    in order."""
+    """Chunks of lines (`options.jobs` batches each) go to `options.jobs` processes, each line to the
+    worker its event id hashes to (`_route`), so every occurrence of an id is written by one worker,
+    in file order: no worker waits on another's transaction for an id both are writing, and the
+    first line of an id in the file is the one stored. Answers come back in order, two chunks in
+    flight at most."""
     database_url = engine.url.render_as_string(hide_password=False)
-    in_flight: collections.deque[tuple[LineChunk, Future[_Answers]]] = collections.deque()
-    with ProcessPoolExecutor(
-        max_workers=options.jobs,
-        mp_context=multiprocessing.get_context("spawn"),
-        initializer=_start_worker,
-        initargs=(database_url, clock),
-    ) as pool:
+    in_flight: collections.deque[tuple[LineChunk, list[tuple[list[int], Future[_Answers]]]]] = collections.deque()
+    with contextlib.ExitStack() as stack:
+        workers = [
+            stack.enter_context(
+                ProcessPoolExecutor(
+                    max_workers=1,
+                    mp_context=multiprocessing.get_context("spawn"),
+                    initializer=_start_worker,
+                    initargs=(database_url, clock),
+                )
+            )
+            for _ in range(options.jobs)
+        ]
         for chunk in chunks:
-            future = pool.submit(_work_lines, tenant_id, chunk.texts, list(chunk.errors), options.ingest)
-            in_flight.append((chunk, future))
-            if len(in_flight) >= 2 * options.jobs:
+            parts: list[tuple[list[int], Future[_Answers]]] = []
+            for worker, indexes in _route(chunk, options.jobs, options.batch_size):
+                texts = [chunk.texts[index] for index in indexes]
+                unreadable = [position for position, index in enumerate(indexes) if index in chunk.errors]
+                parts.append(
+                    (indexes, workers[worker].submit(_work_lines, tenant_id, texts, unreadable, options.ingest))
+                )
+            in_flight.append((chunk, parts))
+            if len(in_flight) >= _LINE_CHUNKS_IN_FLIGHT:
                 done, oldest = in_flight.popleft()
-                yield done, oldest.result()
+                yield done, _merged(oldest)
         while in_flight:
             done, oldest = in_flight.popleft()
-            yield done, oldest.result()
+            yield done, _merged(oldest)
+
+
+# Chunks of lines handed out ahead of the answers read back: each holds a batch for every worker, so
+# each has the next batch queued while it writes one.
+_LINE_CHUNKS_IN_FLIGHT = 2
+
+
+class _EventId(msgspec.Struct):
+    """A line's `id` alone (msgspec skips the rest of the object without building it)."""
+
+    id: object = None
+
+
+_read_event_id = msgspec.json.Decoder(_EventId).decode
+
+
+def _route(chunk: LineChunk, jobs: int, batch_size: int) -> list[tuple[int, list[int]]]:
+    """The lines of `chunk` as (worker, indexes in file order) batches of at most `batch_size`:
+    each line to the worker its event id hashes to. A line without a readable string id (it will be
+    refused) goes to any worker: where a line goes decides only who writes it, never what it is
+    answered, so this reads the id and nothing else."""
+    routed: list[list[int]] = [[] for _ in range(jobs)]
+    errors = chunk.errors
+    for index, text in enumerate(chunk.texts):
+        worker = index % jobs
+        if index not in errors:
+            try:
+                event_id = _read_event_id(text).id
+            except (msgspec.DecodeError, UnicodeError):
+                event_id = None
+            if type(event_id) is str:
+                worker = hash(event_id) % jobs
+        routed[worker].append(index)
+    return [
+        (worker, indexes[start : start + batch_size])
+        for worker, indexes in enumerate(routed)
+        for start in range(0, len(indexes), batch_size)
+    ]
+
+
+def _merged(parts: list[tuple[list[int], Future[_Answers]]]) -> _Answers:
+    """One chunk's answers from its batches': counts summed, refusals mapped back to chunk indexes."""
+    counts: collections.Counter[str] = collections.Counter()
+    refusals: list[tuple[int, _Refusal | None]] = []
+    for indexes, future in parts:
+        part_counts, part_refusals = future.result()
+        counts.update(part_counts)
+        refusals += [(indexes[position], answer) for position, answer in part_refusals]
+    refusals.sort(key=itemgetter(0))
+    return dict(counts), refusals
 
 
 def _ingest_in_processes(

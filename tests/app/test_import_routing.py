@@ -1,10 +1,12 @@
-"""Imports by several jobs route each line to the worker its event id hashes to: on files of
-resends, conflicting reuses of an id, repeats within a batch, unreadable lines and lines without a
-string id, two jobs answer exactly what one job answers (the first line of an id in the file is the
-one stored, whatever chunk or worker its later lines fall in), and store the same rows."""
+"""Imports by several jobs send a line whose id a chunk in flight holds to the worker writing that
+chunk: on files of resends, conflicting reuses of an id, repeats within a batch, unreadable lines
+and lines without a string id, two jobs answer exactly what one job answers (the first line of an
+id in the file is the one stored, whatever chunk or worker its later lines fall in), and store the
+same rows; and the router never lets two workers hold one id."""
 
 from __future__ import annotations
 
+import collections
 import json
 import random
 import uuid
@@ -17,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tally.adapters.event_files import LINE_BYTES_MAX, EventFile, LineChunk
-from tally.app.import_events import ImportOptions, ImportSummary, _route, import_event_file
+from tally.app.import_events import ImportOptions, ImportSummary, _Router, import_event_file
 from tally.app.tenants import create_tenant
 from tally.bootstrap import Tally
 
@@ -93,32 +95,49 @@ def test_two_jobs_answer_and_store_what_one_job_does(
     assert _answers(again) == _answers(alone)
 
 
-ids = st.one_of(st.text(max_size=4), st.integers(), st.none())
+ids = st.one_of(st.sampled_from(["a", "b", "c", "d", "e", "f"]), st.integers(), st.none())
+lines = st.one_of(ids.map(lambda value: json.dumps({"id": value})), st.just("{"), st.just(""))
 
 
 @settings(max_examples=200)
 @given(
-    st.lists(st.one_of(ids.map(lambda value: json.dumps({"id": value})), st.just("{"), st.just("")), max_size=60),
+    st.lists(st.lists(lines, min_size=1, max_size=12), max_size=12),
+    st.integers(min_value=1, max_value=3),
     st.integers(min_value=1, max_value=4),
-    st.integers(min_value=1, max_value=10),
 )
-def test_routing_sends_every_line_once_and_each_id_to_one_worker(texts: list[str], jobs: int, batch_size: int) -> None:
-    errors = {index: ("line_too_long", "") for index, text in enumerate(texts) if text == ""}
-    chunk = LineChunk(list(range(1, len(texts) + 1)), texts, errors)
-    batches = _route(chunk, jobs, batch_size)
-    assert sorted(index for _, indexes in batches for index in indexes) == list(range(len(texts)))
-    workers_of: dict[str, set[int]] = {}
-    for worker, indexes in batches:
-        assert 0 <= worker < jobs
-        assert 0 < len(indexes) <= batch_size
-        assert indexes == sorted(indexes)  # file order within a batch
-        for index in indexes:
-            if index not in errors and texts[index] != "{":
-                value = json.loads(texts[index])["id"]
+def test_two_workers_never_hold_one_id_and_each_line_goes_once(
+    chunks_of_texts: list[list[str]], jobs: int, window: int
+) -> None:
+    router = _Router(jobs)
+    in_flight: collections.deque[list[tuple[int, set[str]]]] = collections.deque()
+    for number, texts in enumerate(chunks_of_texts):
+        errors = {index: ("line_too_long", "") for index, text in enumerate(texts) if text == ""}
+        chunk = LineChunk(list(range(len(texts))), texts, errors)
+        holds, batches = router.route(chunk, (held for chunk_holds in in_flight for held in chunk_holds))
+        assert sorted(index for _, indexes in batches for index in indexes) == list(range(len(texts)))
+        own = number % jobs  # chunks go to the workers in turn
+        for _, indexes in batches:
+            assert indexes == sorted(indexes)  # file order within a batch
+        sent: dict[str, set[int]] = collections.defaultdict(set)
+        for worker, indexes in batches:
+            for index in indexes:
+                value = None if index in errors or texts[index] == "{" else json.loads(texts[index])["id"]
                 if isinstance(value, str):
-                    workers_of.setdefault(value, set()).add(worker)
-    assert all(len(workers) == 1 for workers in workers_of.values())
-    # A worker's batches come in file order, so its lines are written in that order.
-    for worker in range(jobs):
-        mine = [index for owner, indexes in batches if owner == worker for index in indexes]
-        assert mine == sorted(mine)
+                    sent[value].add(worker)
+        for worker, indexes in batches:
+            for index in indexes:
+                if worker != own:  # moved: only a line whose id that worker holds in flight
+                    event_id = json.loads(texts[index])["id"]
+                    assert any(
+                        worker == holder and event_id in held
+                        for chunk_holds in in_flight
+                        for holder, held in chunk_holds
+                    )
+        for event_id, workers in sent.items():
+            assert len(workers) == 1, event_id  # one worker writes an id within a chunk
+            holders = {worker for chunk_holds in in_flight for worker, held in chunk_holds if event_id in held}
+            assert holders <= workers, event_id  # and it is the one already writing it
+        assert {event_id: {w for w, held in holds if event_id in held} for event_id in sent} == sent
+        in_flight.append(holds)
+        if len(in_flight) > window:
+            in_flight.popleft()

@@ -9,10 +9,10 @@ chunks are in memory however large the file is. With `jobs=1` the lines are deco
 too and each chunk is ingested here, decoding the next chunk while the database writes this one.
 With `jobs=N`, N worker processes each decode and ingest whole chunks (in transactions of their
 own): JSON decoding and validation, which take more CPU than the database's part, then run on N
-cores. An NDJSON file goes to them by event id: each line to the worker its id hashes to (only the
-id is read here), so two workers never write one id at once (one would wait for the other's
-transaction) and the first line of an id in the file is the one stored, as with one job. Outcomes
-are reported in file order either way.
+cores. An NDJSON file goes to them chunk by chunk, except that a line whose event id is in a chunk
+still being written goes to the worker writing it (only the id is read here): two workers never
+write one id at once (one would wait for the other's transaction), and the first line of an id in
+the file is the one stored, as with one job. Outcomes are reported in file order either way.
 
 Lines that cannot even be read as an event (not JSON, not an object, a malformed CSV row) are
 rejected with their line number and never reach ingest.
@@ -178,7 +178,7 @@ def import_event_file(
     summary = ImportSummary()
     counts: collections.Counter[str] = collections.Counter()
     for chunk, (chunk_counts, refusals) in _ingest_line_chunks(
-        engine, clock, tenant_id, source.line_chunks(options.batch_size * options.jobs), options
+        engine, clock, tenant_id, source.line_chunks(options.batch_size), options
     ):
         refused = [_refused(chunk.record(index), answer) for index, answer in refusals]
         _tally(summary, counts, options, chunk_counts, refused)
@@ -320,13 +320,14 @@ def _work_lines(
 def _ingest_line_chunks(
     engine: Engine, clock: Clock, tenant_id: uuid.UUID, chunks: Iterator[LineChunk], options: ImportOptions
 ) -> Iterator[tuple[LineChunk, _Answers]]:
-    """Chunks of lines (`options.jobs` batches each) go to `options.jobs` processes, each line to the
-    worker its event id hashes to (`_route`), so every occurrence of an id is written by one worker,
-    in file order: no worker waits on another's transaction for an id both are writing, and the
-    first line of an id in the file is the one stored. Answers come back in order, two chunks in
-    flight at most."""
+    """Chunks of lines go to `options.jobs` processes in turn, at most two each in flight; answers
+    come back in order. A line whose event id is in a chunk still in flight goes to the worker
+    writing that chunk (`_Router`), after it: two workers never write one id at once."""
     database_url = engine.url.render_as_string(hide_password=False)
-    in_flight: collections.deque[tuple[LineChunk, list[tuple[list[int], Future[_Answers]]]]] = collections.deque()
+    router = _Router(options.jobs)
+    in_flight: collections.deque[tuple[LineChunk, list[_Held], list[tuple[list[int], Future[_Answers]]]]] = (
+        collections.deque()
+    )
     with contextlib.ExitStack() as stack:
         workers = [
             stack.enter_context(
@@ -340,25 +341,20 @@ def _ingest_line_chunks(
             for _ in range(options.jobs)
         ]
         for chunk in chunks:
+            holds, batches = router.route(chunk, (held for _, chunk_holds, _ in in_flight for held in chunk_holds))
             parts: list[tuple[list[int], Future[_Answers]]] = []
-            for worker, indexes in _route(chunk, options.jobs, options.batch_size):
-                texts = [chunk.texts[index] for index in indexes]
+            for worker, indexes in batches:
+                texts = chunk.texts if len(batches) == 1 else [chunk.texts[index] for index in indexes]
                 unreadable = [position for position, index in enumerate(indexes) if index in chunk.errors]
-                parts.append(
-                    (indexes, workers[worker].submit(_work_lines, tenant_id, texts, unreadable, options.ingest))
-                )
-            in_flight.append((chunk, parts))
-            if len(in_flight) >= _LINE_CHUNKS_IN_FLIGHT:
-                done, oldest = in_flight.popleft()
+                future = workers[worker].submit(_work_lines, tenant_id, texts, unreadable, options.ingest)
+                parts.append((indexes, future))
+            in_flight.append((chunk, holds, parts))
+            if len(in_flight) >= 2 * options.jobs:
+                done, _, oldest = in_flight.popleft()
                 yield done, _merged(oldest)
         while in_flight:
-            done, oldest = in_flight.popleft()
+            done, _, oldest = in_flight.popleft()
             yield done, _merged(oldest)
-
-
-# Chunks of lines handed out ahead of the answers read back: each holds a batch for every worker, so
-# each has the next batch queued while it writes one.
-_LINE_CHUNKS_IN_FLIGHT = 2
 
 
 class _EventId(msgspec.Struct):
@@ -370,28 +366,67 @@ class _EventId(msgspec.Struct):
 _read_event_id = msgspec.json.Decoder(_EventId).decode
 
 
-def _route(chunk: LineChunk, jobs: int, batch_size: int) -> list[tuple[int, list[int]]]:
-    """The lines of `chunk` as (worker, indexes in file order) batches of at most `batch_size`:
-    each line to the worker its event id hashes to. A line without a readable string id (it will be
-    refused) goes to any worker: where a line goes decides only who writes it, never what it is
-    answered, so this reads the id and nothing else."""
-    routed: list[list[int]] = [[] for _ in range(jobs)]
-    errors = chunk.errors
+class _Router:
+    """Which worker writes each line of a chunk. Chunks go to the workers in turn (a chunk's ids are
+    usually near one another, and so are its rows in the indexes). A line whose id is held by a
+    chunk still in flight goes instead to the worker holding it, which writes it after that chunk:
+    otherwise its insert into the dedup registry would wait for the other worker's transaction, and
+    the two workers would take turns. It also keeps the first line of an id in the file the one
+    stored, as with one job. Only the id of each line is read, and the ids are matched by set
+    operations (C), so a line costs well under a microsecond here. A line without a readable string
+    id (it will be refused) stays with its chunk. Where a line goes decides who writes it, never
+    what it is answered."""
+
+    def __init__(self, jobs: int) -> None:
+        self._jobs = jobs
+        self._next = 0
+
+    def route(self, chunk: LineChunk, in_flight: Iterable[_Held]) -> tuple[list[_Held], list[tuple[int, list[int]]]]:
+        """The ids this chunk will hold, by worker, while in flight, and its (worker, indexes in file
+        order) batches, the chunk's own worker's first. `in_flight`: what the chunks still in flight
+        hold."""
+        own = self._next
+        self._next = (own + 1) % self._jobs
+        ids = _event_ids(chunk)
+        present = {event_id for event_id in ids if event_id is not None}
+        moved: dict[str, int] = {}
+        for worker, held in in_flight:
+            for event_id in present & held:
+                moved[event_id] = worker  # every chunk in flight holding an id sent it to one worker
+        if not moved:
+            return [(own, present)], [(own, list(range(len(ids))))]
+        routed: dict[int, list[int]] = {own: []}
+        for index, line_id in enumerate(ids):
+            routed.setdefault(moved.get(line_id, own) if line_id is not None else own, []).append(index)
+        holds: dict[int, set[str]] = {own: present - moved.keys()}
+        for moved_id, worker in moved.items():
+            holds.setdefault(worker, set()).add(moved_id)
+        return list(holds.items()), [(worker, indexes) for worker, indexes in routed.items() if indexes]
+
+
+# What a chunk in flight holds: the ids one worker is writing for it.
+_Held = tuple[int, set[str]]
+
+
+def _event_ids(chunk: LineChunk) -> list[str | None]:
+    """Each line's event id, or None for a line without a readable string id."""
+    if not chunk.errors:
+        try:
+            values = [_read_event_id(text).id for text in chunk.texts]
+        except (msgspec.DecodeError, UnicodeError):
+            pass
+        else:
+            return [value if type(value) is str else None for value in values]
+    ids: list[str | None] = []
     for index, text in enumerate(chunk.texts):
-        worker = index % jobs
-        if index not in errors:
+        value: object = None
+        if index not in chunk.errors:
             try:
-                event_id = _read_event_id(text).id
+                value = _read_event_id(text).id
             except (msgspec.DecodeError, UnicodeError):
-                event_id = None
-            if type(event_id) is str:
-                worker = hash(event_id) % jobs
-        routed[worker].append(index)
-    return [
-        (worker, indexes[start : start + batch_size])
-        for worker, indexes in enumerate(routed)
-        for start in range(0, len(indexes), batch_size)
-    ]
+                value = None
+        ids.append(value if type(value) is str else None)
+    return ids
 
 
 def _merged(parts: list[tuple[list[int], Future[_Answers]]]) -> _Answers:

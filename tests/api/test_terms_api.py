@@ -211,3 +211,29 @@ def test_commitments_caps_and_tax_rates(client: TestClient, admin_headers: Heade
         409,
         "tax_rate_is_retired",
     )
+
+
+def test_decimal_terms_sent_as_json_numbers_stay_exact_and_non_finite_ones_are_refused(
+    client: TestClient, admin_headers: Headers
+) -> None:
+    headers = {**admin_headers, "Content-Type": "application/json"}
+    # JSON numbers, not strings: a float would keep about 17 significant digits of these.
+    coupon = client.post(
+        "/v1/coupons",
+        content=b'{"code": "long", "percent_off": 12.3456789012345678901, "duration": "once"}',
+        headers=headers,
+    )
+    assert coupon.status_code == 201, coupon.text
+    assert coupon.json()["percent_off"] == "12.3456789012345678901"
+    rate = client.post("/v1/tax_rates", content=b'{"name": "long", "percent": 7.12345678901234567891}', headers=headers)
+    assert rate.status_code == 201, rate.text
+    assert rate.json()["percent"] == "7.12345678901234567891"
+    coupons = client.get("/v1/coupons", headers=admin_headers).json()["data"]
+    rates = client.get("/v1/tax_rates", headers=admin_headers).json()["data"]
+    for literal in (b"NaN", b"Infinity", b"-Infinity"):
+        body = b'{"code": "odd", "percent_off": %s, "duration": "once"}' % literal
+        assert _code(client.post("/v1/coupons", content=body, headers=headers)) == (422, "value_must_be_number")
+        body = b'{"name": "odd", "percent": %s}' % literal
+        assert _code(client.post("/v1/tax_rates", content=body, headers=headers)) == (422, "value_must_be_number")
+    assert client.get("/v1/coupons", headers=admin_headers).json()["data"] == coupons
+    assert client.get("/v1/tax_rates", headers=admin_headers).json()["data"] == rates

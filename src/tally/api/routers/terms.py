@@ -23,6 +23,7 @@ from tally.adapters.pagination import PageRequest
 from tally.adapters.postgres import invoicing_terms as store
 from tally.api.auth import Principal, require_scope
 from tally.api.context import get_tally
+from tally.api.exact_json import exact_json_route
 from tally.api.pagination import list_response, page_request
 from tally.api.problems import register_status
 from tally.api.schemas import ApiModel, ListResponse, Resource
@@ -39,7 +40,9 @@ from tally.app.retire_tax_rate import retire_tax_rate
 from tally.bootstrap import Tally
 from tally.core.rejections import Rejected
 
-router = APIRouter()
+# Percentages, values per unit and maximum amounts arrive as `Decimal` even when sent as JSON numbers
+# (a float would round a long one silently); NaN and Infinity arrive as Decimals too, to be refused.
+router = APIRouter(route_class=exact_json_route(nonfinite_as_decimal=True))
 
 # Ending what has ended, or a code taken, conflicts with the state; bad values stay 422.
 for _code in ("coupon_is_archived", "coupon_code_taken", "credit_grant_is_expired", "tax_rate_is_retired"):

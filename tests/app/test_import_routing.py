@@ -19,7 +19,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tally.adapters.event_files import LINE_BYTES_MAX, EventFile, LineChunk
-from tally.app.import_events import ImportOptions, ImportSummary, _Router, import_event_file
+from tally.app.import_events import (
+    ImportOptions,
+    ImportSummary,
+    _line_ids,
+    _Router,
+    import_event_file,
+    import_events,
+)
 from tally.app.tenants import create_tenant
 from tally.bootstrap import Tally
 
@@ -53,16 +60,17 @@ def _file(path: Path, seed: int, count: int) -> Path:
     return path
 
 
-def _import(tally: Tally, path: Path, jobs: int) -> tuple[ImportSummary, uuid.UUID]:
+def _import(tally: Tally, path: Path, jobs: int, how: str = "lines") -> tuple[ImportSummary, uuid.UUID]:
+    """`how`: the file as chunks of lines (`import_event_file`), or as records through
+    `import_events`, still to decode (`pending`) or decoded by the reader (`decoded`)."""
     tenant_id = create_tenant(tally.engine, f"routing-{uuid.uuid4().hex[:8]}")
+    options = ImportOptions(batch_size=7, jobs=jobs, refusals_kept=1_000)
     with EventFile(path) as source:
-        summary = import_event_file(
-            tally.engine,
-            tally.clock,
-            tenant_id,
-            source,
-            ImportOptions(batch_size=7, jobs=jobs, refusals_kept=1_000),
-        )
+        if how == "lines":
+            summary = import_event_file(tally.engine, tally.clock, tenant_id, source, options)
+        else:
+            records = source.records(decode=how == "decoded")
+            summary = import_events(tally.engine, tally.clock, tenant_id, records, options)
     return summary, tenant_id
 
 
@@ -95,6 +103,18 @@ def test_two_jobs_answer_and_store_what_one_job_does(
     assert _answers(again) == _answers(alone)
 
 
+@pytest.mark.parametrize("how", ["pending", "decoded"])
+def test_records_in_two_jobs_answer_and_store_what_one_job_does(
+    tally: Tally, database_url: str, tmp_path: Path, how: str
+) -> None:
+    path = _file(tmp_path / "events.ndjson", 4, 300)
+    alone, alone_tenant = _import(tally, path, jobs=1, how=how)
+    routed, routed_tenant = _import(tally, path, jobs=2, how=how)
+    assert alone.conflicts > 0 and alone.duplicates > 0 and alone.rejected > 0
+    assert _answers(routed) == _answers(alone)
+    assert _stored(database_url, routed_tenant) == _stored(database_url, alone_tenant)
+
+
 ids = st.one_of(st.sampled_from(["a", "b", "c", "d", "e", "f"]), st.integers(), st.none())
 lines = st.one_of(ids.map(lambda value: json.dumps({"id": value})), st.just("{"), st.just(""))
 
@@ -113,7 +133,7 @@ def test_two_workers_never_hold_one_id_and_each_line_goes_once(
     for number, texts in enumerate(chunks_of_texts):
         errors = {index: ("line_too_long", "") for index, text in enumerate(texts) if text == ""}
         chunk = LineChunk(list(range(len(texts))), texts, errors)
-        holds, batches = router.route(chunk, (held for chunk_holds in in_flight for held in chunk_holds))
+        holds, batches = router.route(_line_ids(chunk), (held for chunk_holds in in_flight for held in chunk_holds))
         assert sorted(index for _, indexes in batches for index in indexes) == list(range(len(texts)))
         own = number % jobs  # chunks go to the workers in turn
         for _, indexes in batches:

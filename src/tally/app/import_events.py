@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from operator import itemgetter
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import msgspec
 from sqlalchemy import Engine
@@ -317,15 +317,56 @@ def _work_lines(
     return _work(tenant_id, items, ingest)
 
 
+_Chunk = TypeVar("_Chunk")
+# What a chunk in flight holds: the ids one worker is writing for it.
+_Held = tuple[int, set[str]]
+
+
 def _ingest_line_chunks(
     engine: Engine, clock: Clock, tenant_id: uuid.UUID, chunks: Iterator[LineChunk], options: ImportOptions
 ) -> Iterator[tuple[LineChunk, _Answers]]:
-    """Chunks of lines go to `options.jobs` processes in turn, at most two each in flight; answers
-    come back in order. A line whose event id is in a chunk still in flight goes to the worker
-    writing that chunk (`_Router`), after it: two workers never write one id at once."""
+    """Chunks of undecoded lines, ingested by `options.jobs` processes (`_routed`)."""
+
+    def submit(worker: ProcessPoolExecutor, chunk: LineChunk, indexes: list[int]) -> Future[_Answers]:
+        texts = chunk.texts if len(indexes) == len(chunk.texts) else [chunk.texts[index] for index in indexes]
+        unreadable = [position for position, index in enumerate(indexes) if index in chunk.errors]
+        return worker.submit(_work_lines, tenant_id, texts, unreadable, options.ingest)
+
+    return _routed(engine, clock, options.jobs, chunks, ids_of=_line_ids, submit=submit)
+
+
+def _ingest_in_processes(
+    engine: Engine,
+    clock: Clock,
+    tenant_id: uuid.UUID,
+    chunks: Iterator[list[SourceRecord]],
+    options: ImportOptions,
+) -> Iterator[tuple[list[SourceRecord], _Answers]]:
+    """Chunks of records (decoded, or lines still to decode), ingested by `options.jobs` processes
+    (`_routed`)."""
+
+    def submit(worker: ProcessPoolExecutor, chunk: list[SourceRecord], indexes: list[int]) -> Future[_Answers]:
+        items = [chunk[index].raw if chunk[index].pending else chunk[index].event for index in indexes]
+        return worker.submit(_work, tenant_id, items, options.ingest)
+
+    return _routed(engine, clock, options.jobs, chunks, ids_of=_record_ids, submit=submit)
+
+
+def _routed(
+    engine: Engine,
+    clock: Clock,
+    jobs: int,
+    chunks: Iterator[_Chunk],
+    *,
+    ids_of: Callable[[_Chunk], list[str | None]],
+    submit: Callable[[ProcessPoolExecutor, _Chunk, list[int]], Future[_Answers]],
+) -> Iterator[tuple[_Chunk, _Answers]]:
+    """Chunks go to `jobs` worker processes in turn, at most two each in flight; answers come back
+    in order. A line whose event id is in a chunk still in flight goes to the worker writing that
+    chunk (`_Router`), after it: two workers never write one id at once."""
     database_url = engine.url.render_as_string(hide_password=False)
-    router = _Router(options.jobs)
-    in_flight: collections.deque[tuple[LineChunk, list[_Held], list[tuple[list[int], Future[_Answers]]]]] = (
+    router = _Router(jobs)
+    in_flight: collections.deque[tuple[_Chunk, list[_Held], list[tuple[list[int], Future[_Answers]]]]] = (
         collections.deque()
     )
     with contextlib.ExitStack() as stack:
@@ -338,18 +379,15 @@ def _ingest_line_chunks(
                     initargs=(database_url, clock),
                 )
             )
-            for _ in range(options.jobs)
+            for _ in range(jobs)
         ]
         for chunk in chunks:
-            holds, batches = router.route(chunk, (held for _, chunk_holds, _ in in_flight for held in chunk_holds))
-            parts: list[tuple[list[int], Future[_Answers]]] = []
-            for worker, indexes in batches:
-                texts = chunk.texts if len(batches) == 1 else [chunk.texts[index] for index in indexes]
-                unreadable = [position for position, index in enumerate(indexes) if index in chunk.errors]
-                future = workers[worker].submit(_work_lines, tenant_id, texts, unreadable, options.ingest)
-                parts.append((indexes, future))
+            holds, batches = router.route(
+                ids_of(chunk), (held for _, chunk_holds, _ in in_flight for held in chunk_holds)
+            )
+            parts = [(indexes, submit(workers[worker], chunk, indexes)) for worker, indexes in batches]
             in_flight.append((chunk, holds, parts))
-            if len(in_flight) >= 2 * options.jobs:
+            if len(in_flight) >= 2 * jobs:
                 done, _, oldest = in_flight.popleft()
                 yield done, _merged(oldest)
         while in_flight:
@@ -381,13 +419,14 @@ class _Router:
         self._jobs = jobs
         self._next = 0
 
-    def route(self, chunk: LineChunk, in_flight: Iterable[_Held]) -> tuple[list[_Held], list[tuple[int, list[int]]]]:
-        """The ids this chunk will hold, by worker, while in flight, and its (worker, indexes in file
-        order) batches, the chunk's own worker's first. `in_flight`: what the chunks still in flight
-        hold."""
+    def route(
+        self, ids: Sequence[str | None], in_flight: Iterable[_Held]
+    ) -> tuple[list[_Held], list[tuple[int, list[int]]]]:
+        """For a chunk whose lines have `ids` (None: no readable string id): the ids it will hold, by
+        worker, while in flight, and its (worker, indexes in file order) batches, the chunk's own
+        worker's first. `in_flight`: what the chunks still in flight hold."""
         own = self._next
         self._next = (own + 1) % self._jobs
-        ids = _event_ids(chunk)
         present = {event_id for event_id in ids if event_id is not None}
         moved: dict[str, int] = {}
         for worker, held in in_flight:
@@ -404,11 +443,7 @@ class _Router:
         return list(holds.items()), [(worker, indexes) for worker, indexes in routed.items() if indexes]
 
 
-# What a chunk in flight holds: the ids one worker is writing for it.
-_Held = tuple[int, set[str]]
-
-
-def _event_ids(chunk: LineChunk) -> list[str | None]:
+def _line_ids(chunk: LineChunk) -> list[str | None]:
     """Each line's event id, or None for a line without a readable string id."""
     if not chunk.errors:
         try:
@@ -417,16 +452,27 @@ def _event_ids(chunk: LineChunk) -> list[str | None]:
             pass
         else:
             return [value if type(value) is str else None for value in values]
+    return [None if index in chunk.errors else _text_id(text) for index, text in enumerate(chunk.texts)]
+
+
+def _record_ids(chunk: list[SourceRecord]) -> list[str | None]:
+    """Each record's event id (read from its line if it is still to decode), or None."""
     ids: list[str | None] = []
-    for index, text in enumerate(chunk.texts):
-        value: object = None
-        if index not in chunk.errors:
-            try:
-                value = _read_event_id(text).id
-            except (msgspec.DecodeError, UnicodeError):
-                value = None
-        ids.append(value if type(value) is str else None)
+    for record in chunk:
+        if record.pending:
+            ids.append(_text_id(record.raw))
+        else:
+            value = None if record.event is None else record.event.get("id")
+            ids.append(value if type(value) is str else None)
     return ids
+
+
+def _text_id(text: str) -> str | None:
+    try:
+        value = _read_event_id(text).id
+    except (msgspec.DecodeError, UnicodeError):
+        return None
+    return value if type(value) is str else None
 
 
 def _merged(parts: list[tuple[list[int], Future[_Answers]]]) -> _Answers:
@@ -439,33 +485,6 @@ def _merged(parts: list[tuple[list[int], Future[_Answers]]]) -> _Answers:
         refusals += [(indexes[position], answer) for position, answer in part_refusals]
     refusals.sort(key=itemgetter(0))
     return dict(counts), refusals
-
-
-def _ingest_in_processes(
-    engine: Engine,
-    clock: Clock,
-    tenant_id: uuid.UUID,
-    chunks: Iterator[list[SourceRecord]],
-    options: ImportOptions,
-) -> Iterator[tuple[list[SourceRecord], _Answers]]:
-    """Chunks go to `options.jobs` processes, at most two each in flight; answers come back in order."""
-    database_url = engine.url.render_as_string(hide_password=False)
-    in_flight: collections.deque[tuple[list[SourceRecord], Future[_Answers]]] = collections.deque()
-    with ProcessPoolExecutor(
-        max_workers=options.jobs,
-        mp_context=multiprocessing.get_context("spawn"),
-        initializer=_start_worker,
-        initargs=(database_url, clock),
-    ) as pool:
-        for chunk in chunks:
-            items = [record.raw if record.pending else record.event for record in chunk]
-            in_flight.append((chunk, pool.submit(_work, tenant_id, items, options.ingest)))
-            if len(in_flight) >= 2 * options.jobs:
-                done, future = in_flight.popleft()
-                yield done, future.result()
-        while in_flight:
-            done, future = in_flight.popleft()
-            yield done, future.result()
 
 
 # Reading ahead.

@@ -852,55 +852,13 @@ def _issue_late_credit(  # noqa: PLR0917 - the transaction's parts, then what to
         raise InvariantViolation("a late-usage credit note against an invoice that vanished")
     unit = customer_unit(connection, tenant_id, invoice.currency)
     note_id = new_id()
-    outcome = issue_credit_note(
-        state_of(invoice, unit),
+    credit_invoice(
+        Settling(engine, connection, clock, tenant_id, invoice, customer, unit, now),
         CreditNote(
             credit_note_id=str(note_id),
             amount_minor=credit.amount_minor,
             reason=CreditNoteReason.LATE_USAGE,
             memo=f"late usage: {len(credit.lines)} line(s) for periods this invoice billed",
-        ),
-    )
-    posting = credit_note_issued(customer.external_id, unit, outcome)
-    (transaction_id,) = post_in(
-        engine,
-        connection,
-        clock,
-        tenant_id,
-        [posting],
-        key_prefix=f"credit_note:{note_id}",
-        effective_at=now,
-        reference=f"invoice:{invoice_id}",
-    )
-    store.insert_credit_note(
-        connection,
-        tenant_id,
-        customer.id,
-        invoice.currency,
-        store.CreditNoteRow(
-            id=note_id,
-            invoice_id=invoice_id,
-            amount_minor=credit.amount_minor,
-            against_due_minor=outcome.against_due_minor,
-            to_balance_minor=outcome.to_balance_minor,
-            reason=outcome.credit_note.reason.value,
-            memo=outcome.credit_note.memo,
-            by_account=[[code, amount] for code, amount in outcome.by_account],
-            issued_at=now,
-            ledger_transaction_id=transaction_id,
-        ),
-    )
-    state = outcome.state
-    store.settle_invoice(
-        connection,
-        invoice_id,
-        store.Settlement(
-            status=state.status.value,
-            amount_paid_minor=state.amount_paid_minor,
-            amount_credited_minor=state.amount_credited_minor,
-            credited_against_due_minor=state.credited_against_due_minor,
-            creditable=[[code, amount] for code, amount in state.creditable],
-            now=now,
         ),
     )
     try:
@@ -1070,6 +1028,33 @@ class Settling:
                 now=self.now,
             ),
         )
+
+
+def credit_invoice(settling: Settling, note: CreditNote) -> store.CreditNoteRow:
+    """Issue `note` against the invoice being settled, as every credit note is issued: the core's
+    decision (`issue_credit_note`), its `credit_note_issued` posting, the credit note row and the
+    invoice's new amounts. `note.credit_note_id` is the row's id."""
+    outcome = issue_credit_note(settling.state, note)
+    posting = credit_note_issued(settling.customer.external_id, settling.unit, outcome)
+    note_id = uuid.UUID(note.credit_note_id)
+    (transaction_id,) = settling.post([posting], f"credit_note:{note_id}")
+    row = store.CreditNoteRow(
+        id=note_id,
+        invoice_id=settling.invoice.id,
+        amount_minor=note.amount_minor,
+        against_due_minor=outcome.against_due_minor,
+        to_balance_minor=outcome.to_balance_minor,
+        reason=outcome.credit_note.reason.value,
+        memo=outcome.credit_note.memo,
+        by_account=[[code, amount] for code, amount in outcome.by_account],
+        issued_at=settling.now,
+        ledger_transaction_id=transaction_id,
+    )
+    store.insert_credit_note(
+        settling.connection, settling.tenant_id, settling.customer.id, settling.invoice.currency, row
+    )
+    settling.settle(outcome.state)
+    return row
 
 
 def settle_invoice(

@@ -20,8 +20,8 @@ from sqlalchemy import Engine
 from tally.adapters.clock import Clock
 from tally.adapters.ids import new_id
 from tally.adapters.postgres import invoices as store
-from tally.app._invoicing import Settling, settle_invoice
-from tally.core.invoicing import CreditNote, CreditNoteReason, credit_note_issued, issue_credit_note
+from tally.app._invoicing import Settling, credit_invoice, settle_invoice
+from tally.core.invoicing import CreditNote, CreditNoteReason
 from tally.core.rejections import Rejected
 
 
@@ -43,33 +43,15 @@ def issue_invoice_credit_note(
         )
 
     def act(settling: Settling) -> store.CreditNoteRow:
-        note_id = new_id()
-        outcome = issue_credit_note(
-            settling.state,
+        return credit_invoice(
+            settling,
             CreditNote(
-                credit_note_id=str(note_id),
+                credit_note_id=str(new_id()),
                 amount_minor=note.amount_minor,
                 # The core checks the reason (`credit_note_reason_unknown`).
                 reason=cast(CreditNoteReason, note.reason),
                 memo=note.memo,
             ),
         )
-        posting = credit_note_issued(settling.customer.external_id, settling.unit, outcome)
-        (transaction_id,) = settling.post([posting], f"credit_note:{note_id}")
-        row = store.CreditNoteRow(
-            id=note_id,
-            invoice_id=invoice_id,
-            amount_minor=note.amount_minor,
-            against_due_minor=outcome.against_due_minor,
-            to_balance_minor=outcome.to_balance_minor,
-            reason=outcome.credit_note.reason.value,
-            memo=note.memo,
-            by_account=[[code, amount] for code, amount in outcome.by_account],
-            issued_at=settling.now,
-            ledger_transaction_id=transaction_id,
-        )
-        store.insert_credit_note(settling.connection, tenant_id, settling.customer.id, settling.invoice.currency, row)
-        settling.settle(outcome.state)
-        return row
 
     return settle_invoice(engine, clock, tenant_id, invoice_id, act)

@@ -415,3 +415,29 @@ def test_a_flag_that_appears_after_usage_was_measured_is_left_for_the_next_pass(
     finalize_invoice(tally.engine, tally.clock, tenant_id, run.invoice_id)
     assert _january_usage_carried(tally, tenant_id, drafts=False) == 101  # the late call billed once
     assert _flags(tally, tenant_id) == [("late_event", f"invoice:{run.invoice_id}")]
+
+
+def test_a_late_call_after_the_extra_draft_was_made_stays_open_at_its_finalizing_and_is_billed_next(
+    tally: Tally, tenant_id: uuid.UUID
+) -> None:
+    # The extra draft bills 50 late January calls; 7 more arrive before it is finalized by hand,
+    # without a refresh. Finalizing resolves only the flags the draft carries: the 7 stay open and
+    # the next run bills them; none is lost, none is billed twice.
+    customer_id, external, _, _ = _january_billed(tally, tenant_id, "separate")
+    _ingest(tally, tenant_id, external, [at(1, 20)] * 50, at(2, 10))
+    run = bill_customer(tally.engine, tally.clock, tenant_id, customer_id)
+    assert run.late_invoice_id is not None
+    _ingest(tally, tenant_id, external, [at(1, 21)] * 7, at(2, 11))
+
+    finalized = finalize_invoice(tally.engine, tally.clock, tenant_id, run.late_invoice_id)
+    assert finalized.total_minor == 50
+    flags = _flags(tally, tenant_id)
+    assert flags.count(("late_event", f"invoice:{run.late_invoice_id}")) == 50
+    assert flags.count(("late_event", None)) == 7
+
+    again = bill_customer(tally.engine, tally.clock, tenant_id, customer_id)
+    assert again.late_invoice_id is not None
+    assert get_invoice(tally.engine, tenant_id, again.late_invoice_id).invoice.total_minor == 7
+    finalize_invoice(tally.engine, tally.clock, tenant_id, again.late_invoice_id)
+    assert _flags(tally, tenant_id).count(("late_event", None)) == 0
+    assert _january_usage_carried(tally, tenant_id, drafts=True) == 100 + 50 + 7

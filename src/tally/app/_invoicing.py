@@ -778,20 +778,11 @@ DRAFT_TARGET_PREFIX = "invoice:"
 def resolve_flags_billed_by(
     connection: Connection, tenant_id: uuid.UUID, invoice: store.InvoiceRow, customer_external_id: str, now: datetime
 ) -> int:
-    """On finalizing `invoice`: resolve the customer's open flags whose event lies in a usage period
-    the invoice bills in full (`invoice:<id>`). Answers how many. A provisional line (usage so far of
-    a period still open, as on a threshold invoice) bills no closed period, as `close_usage_through`
-    also holds: it must not close a flag of another subscription's period over the same days."""
-    periods = [
-        (line.key.service_start, line.key.service_end)
-        for line in store.lines_of(connection, invoice.id)
-        if line.key.kind is LineKind.USAGE and not line.provisional
-    ]
-    if not periods:
-        return 0
-    flags = late_store.open_flags_of(connection, tenant_id, [customer_external_id]).get(customer_external_id, [])
-    billed = [flag.id for flag in flags if any(start <= flag.timestamp < end for start, end in periods)]
-    return late_store.resolve(connection, tenant_id, [(flag, f"invoice:{invoice.id}") for flag in billed], now)
+    """On finalizing `invoice`: resolve the customer's open flags whose lines the billing run placed
+    on it (`invoice:<id>`; `settle_late_usage` records where). Answers how many. A flag made after
+    the draft was last computed is on no draft, whatever its period: it stays open, and the next
+    run bills it (resolving every flag in a period the invoice bills would drop its usage)."""
+    return late_store.resolve_placed_on(connection, tenant_id, customer_external_id, invoice.id, now)
 
 
 def settle_late_usage(
@@ -832,7 +823,23 @@ def settle_late_usage(
             if not resolution.startswith(DRAFT_TARGET_PREFIX)
         ]
         resolved = late_store.resolve(connection, tenant_id, final, now)
+        # The flags left open: on the draft their lines went to (finalizing it resolves them), or on
+        # none (their period is still under way).
+        late_store.place(
+            connection,
+            tenant_id,
+            [(flag.id, _draft_target(answers.get(str(flag.id)))) for flag in flags if _still_open(answers, flag)],
+        )
     return LateSettled(tuple(notes), resolved)
+
+
+def _still_open(answers: Mapping[str, str], flag: late_store.FlagRow) -> bool:
+    answer = answers.get(str(flag.id))
+    return answer is None or answer.startswith(DRAFT_TARGET_PREFIX)
+
+
+def _draft_target(answer: str | None) -> uuid.UUID | None:
+    return None if answer is None else uuid.UUID(answer.removeprefix(DRAFT_TARGET_PREFIX))
 
 
 def _issue_late_credit(  # noqa: PLR0917 - the transaction's parts, then what to credit

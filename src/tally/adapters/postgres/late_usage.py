@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 
 from tally.adapters.pagination import Page, PageRequest
-from tally.adapters.postgres.arrays import TextArray
+from tally.adapters.postgres.arrays import TextArray, UuidArray
 from tally.adapters.postgres.pagination import keyset_rows
 
 Connection = psycopg.Connection[Any]
@@ -74,6 +74,33 @@ def resolve(
            FROM unnest(%s::uuid[], %s::text[]) AS r(id, resolution)
            WHERE l.tenant_id = %s AND l.id = r.id AND l.resolved_at IS NULL""",
         (now, [flag for flag, _ in resolutions], [resolution for _, resolution in resolutions], tenant_id),
+    )
+    return cursor.rowcount
+
+
+def place(
+    connection: Connection, tenant_id: uuid.UUID, placements: Sequence[tuple[uuid.UUID, uuid.UUID | None]]
+) -> None:
+    """Record for each open flag the draft its lines are on now (None: none)."""
+    if not placements:
+        return
+    connection.execute(
+        """UPDATE late_usage l SET placed_on = p.draft
+           FROM unnest(%s::uuid[], %s::uuid[]) AS p(id, draft)
+           WHERE l.tenant_id = %s AND l.id = p.id AND l.resolved_at IS NULL
+             AND l.placed_on IS DISTINCT FROM p.draft""",
+        (UuidArray([flag for flag, _ in placements]), [draft for _, draft in placements], tenant_id),
+    )
+
+
+def resolve_placed_on(
+    connection: Connection, tenant_id: uuid.UUID, customer: str, invoice_id: uuid.UUID, now: datetime
+) -> int:
+    """Resolve `customer`'s open flags whose lines are on `invoice_id` (`invoice:<id>`); answers how many."""
+    cursor = connection.execute(
+        """UPDATE late_usage SET resolved_at = %s, resolution = %s
+           WHERE tenant_id = %s AND customer = %s AND resolved_at IS NULL AND placed_on = %s""",
+        (now, f"invoice:{invoice_id}", tenant_id, customer, invoice_id),
     )
     return cursor.rowcount
 

@@ -441,3 +441,31 @@ def test_a_late_call_after_the_extra_draft_was_made_stays_open_at_its_finalizing
     finalize_invoice(tally.engine, tally.clock, tenant_id, again.late_invoice_id)
     assert _flags(tally, tenant_id).count(("late_event", None)) == 0
     assert _january_usage_carried(tally, tenant_id, drafts=True) == 100 + 50 + 7
+
+
+def test_a_retraction_after_the_draft_was_made_is_credited_even_past_the_lookback(
+    tally: Tally, tenant_id: uuid.UUID
+) -> None:
+    # Months later (past the 92 days for which runs measure an ended period again anyway), 3
+    # January calls are retracted: the next draft carries -3. Two more are retracted before that
+    # draft is finalized by hand. Only the open flags keep January measured now: if finalizing
+    # resolved the two as well, they would never be credited and the customer would stay overbilled.
+    customer_id, _, _, ids = _january_billed(tally, tenant_id, "next_invoice")
+    advance_test_clock(tally.engine, tally.clock, tenant_id, _clock_of(tally, tenant_id, customer_id), at(6, 2))
+    for draft in (_draft(tally, tenant_id, customer_id),):
+        if draft is not None:
+            finalize_invoice(tally.engine, tally.clock, tenant_id, draft.id)
+    later = FixedClock(at(6, 3))
+    for event_id in ids[:3]:
+        correct_event(tally.engine, later, tenant_id, CorrectionInput(event_id=event_id, kind="retract"))
+    run = bill_customer(tally.engine, tally.clock, tenant_id, customer_id)
+    assert run.invoice_id is not None
+    for event_id in ids[3:5]:
+        correct_event(tally.engine, later, tenant_id, CorrectionInput(event_id=event_id, kind="retract"))
+    finalize_invoice(tally.engine, tally.clock, tenant_id, run.invoice_id)
+    assert _january_usage_carried(tally, tenant_id, drafts=False) == 97
+    assert _flags(tally, tenant_id).count(("retract", None)) == 2
+
+    again = bill_customer(tally.engine, tally.clock, tenant_id, customer_id)
+    assert again.invoice_id is not None
+    assert _january_usage_carried(tally, tenant_id, drafts=True) == 95

@@ -24,8 +24,11 @@ import pytest
 from tally.adapters.clock import FixedClock
 from tally.adapters.postgres import invoices as store
 from tally.adapters.postgres.connections import psycopg_transaction
+from tally.app._subscription_items import PlanChoice
 from tally.app.advance_test_clock import advance_test_clock
+from tally.app.cancel_subscription import Cancellation, cancel_subscription
 from tally.app.correct_event import CorrectionInput, correct_event
+from tally.app.create_subscription import SubscriptionInput, create_subscription
 from tally.app.finalize_invoice import finalize_invoice
 from tally.app.ingest_events import ingest_events
 from tally.app.invoice_queries import get_invoice
@@ -34,7 +37,8 @@ from tally.app.tenant_billing_settings import BillingSettingsInput, get_billing_
 from tally.bootstrap import Tally
 from tally.core.invoicing import LateUsagePolicy
 from tally.core.rejections import Rejected
-from tests.invoicing_support import at, balance, customer_on_clock, setup_catalog, subscribe
+from tests.invoicing_support import at, balance, customer_on_clock, external_id, setup_catalog, subscribe
+from tests.subscription_support import make_customer
 
 JANUARY = (at(1, 1), at(2, 1))
 
@@ -469,3 +473,35 @@ def test_a_retraction_after_the_draft_was_made_is_credited_even_past_the_lookbac
     again = bill_customer(tally.engine, tally.clock, tenant_id, customer_id)
     assert again.invoice_id is not None
     assert _january_usage_carried(tally, tenant_id, drafts=True) == 95
+
+
+def test_a_late_call_for_a_customer_with_nothing_else_due_is_billed_by_the_scheduled_run(
+    tally: Tally, tenant_id: uuid.UUID
+) -> None:
+    # The subscription ended with January, so after January's invoice nothing is due for the
+    # customer ever again; a late January call must still make the scheduled run look at it. (On
+    # the system's clock, here fixed clocks: a test clock's customer is looked at every run.)
+    setup_catalog(tally, tenant_id)
+    customer_id = make_customer(tally, tenant_id)
+    external = external_id(tally, tenant_id, customer_id)
+    created = create_subscription(
+        tally.engine,
+        FixedClock(at(1, 1)),
+        tenant_id,
+        SubscriptionInput(customer_id=customer_id, plan=PlanChoice(plan_code="basic")),
+    )
+    cancel_subscription(tally.engine, FixedClock(at(1, 2)), tenant_id, created.row.id, Cancellation(effective=at(2, 1)))
+    _ingest(tally, tenant_id, external, [at(1, 5)] * 10, at(1, 6))
+    february = FixedClock(at(2, 2))
+    run_billing(tally.engine, february, tenant_id=tenant_id)
+    january = _draft(tally, tenant_id, customer_id)
+    assert january is not None
+    finalize_invoice(tally.engine, february, tenant_id, january.id)
+    run_billing(tally.engine, february, tenant_id=tenant_id)
+    assert run_billing(tally.engine, FixedClock(at(2, 5)), tenant_id=tenant_id).customers == ()  # nothing due
+
+    _ingest(tally, tenant_id, external, [at(1, 20)] * 4, at(2, 10))
+    run = run_billing(tally.engine, FixedClock(at(2, 11)), tenant_id=tenant_id)
+    assert [item.customer_id for item in run.customers] == [customer_id]
+    correction = _draft(tally, tenant_id, customer_id)
+    assert correction is not None and correction.subtotal_minor == 4

@@ -184,7 +184,9 @@ def flag_late_usage(
     flagged_at: datetime,
     rows: Sequence[tuple[uuid.UUID, str, str, datetime]],
 ) -> None:
-    """Record usage that arrived or changed in an invoiced period: (id, event id, customer, timestamp)."""
+    """Record usage that arrived or changed in an invoiced period: (id, event id, customer, timestamp),
+    and make the next scheduled billing run look at each of those customers (one with nothing else
+    due, a subscription that has ended say, would otherwise never be billed the difference)."""
     if not rows:
         return
     connection.execute(
@@ -204,6 +206,26 @@ def flag_late_usage(
             "timestamps": [row[3] for row in rows],
         },
         binary=True,
+    )
+    # Due from the flag's moment on the customer's clock (a test clock's frozen time). Billing
+    # records locked in id order, as the billing run's chunks lock customers: no deadlock.
+    connection.execute(
+        """
+        WITH due AS (
+            SELECT b.customer_id, coalesce(t.frozen_time, %(flagged_at)s) AS at
+            FROM customers c
+            JOIN customer_billing b ON b.tenant_id = c.tenant_id AND b.customer_id = c.id
+            LEFT JOIN test_clocks t ON t.tenant_id = c.tenant_id AND t.id = c.test_clock_id
+            WHERE c.tenant_id = %(tenant)s AND c.external_id = ANY(%(customers)s)
+            ORDER BY b.customer_id
+            FOR UPDATE OF b
+        )
+        UPDATE customer_billing b SET next_run_at = due.at
+        FROM due
+        WHERE b.tenant_id = %(tenant)s AND b.customer_id = due.customer_id
+          AND (b.next_run_at IS NULL OR b.next_run_at > due.at)
+        """,
+        {"tenant": tenant_id, "flagged_at": flagged_at, "customers": TextArray(sorted({row[2] for row in rows}))},
     )
 
 

@@ -505,3 +505,34 @@ def test_a_late_call_for_a_customer_with_nothing_else_due_is_billed_by_the_sched
     assert [item.customer_id for item in run.customers] == [customer_id]
     correction = _draft(tally, tenant_id, customer_id)
     assert correction is not None and correction.subtotal_minor == 4
+
+
+def test_a_call_that_arrived_between_the_draft_and_its_finalizing_is_billed_by_the_next_run(
+    tally: Tally, tenant_id: uuid.UUID
+) -> None:
+    # Not late when it arrived (January was not closed yet), and not on the draft either (it was
+    # computed before): finalizing makes the customer due, so the next scheduled run measures
+    # January again and bills the call, though nothing else is ever due for this customer.
+    setup_catalog(tally, tenant_id)
+    customer_id = make_customer(tally, tenant_id)
+    external = external_id(tally, tenant_id, customer_id)
+    created = create_subscription(
+        tally.engine,
+        FixedClock(at(1, 1)),
+        tenant_id,
+        SubscriptionInput(customer_id=customer_id, plan=PlanChoice(plan_code="basic")),
+    )
+    cancel_subscription(tally.engine, FixedClock(at(1, 2)), tenant_id, created.row.id, Cancellation(effective=at(2, 1)))
+    _ingest(tally, tenant_id, external, [at(1, 5)] * 10, at(1, 6))
+    run_billing(tally.engine, FixedClock(at(2, 2)), tenant_id=tenant_id)
+    january = _draft(tally, tenant_id, customer_id)
+    assert january is not None and january.subtotal_minor == 3000 + 10  # the fee and 10 calls
+    _ingest(tally, tenant_id, external, [at(1, 31)], at(2, 2, 12))
+    finalize_invoice(tally.engine, FixedClock(at(2, 3)), tenant_id, january.id)
+    assert _flags(tally, tenant_id) == []  # it was not late when it arrived
+
+    run = run_billing(tally.engine, FixedClock(at(2, 4)), tenant_id=tenant_id)
+    assert [item.customer_id for item in run.customers] == [customer_id]
+    correction = _draft(tally, tenant_id, customer_id)
+    assert correction is not None and correction.subtotal_minor == 1
+    assert _january_usage_carried(tally, tenant_id, drafts=True) == 11

@@ -21,6 +21,7 @@ from sqlalchemy import Engine
 from tally.adapters.clock import Clock
 from tally.adapters.postgres import invoices as store
 from tally.app._invoicing import Settling, resolve_flags_billed_by, settle_invoice
+from tally.app._invoicing_terms import mark_customer_due
 from tally.core.invoicing import finalize
 from tally.core.rejections import Rejected
 
@@ -77,6 +78,10 @@ def finalize_locked(settling: Settling, *, due_in_days: int = DUE_DAYS_DEFAULT) 
     )
     # From now on an event for a period this invoice billed arrives late: ingest flags it.
     store.close_usage_through(settling.connection, tenant_id, invoice_id, settling.now)
+    # An event that arrived after the draft was last computed, but before now, was not late when it
+    # arrived and is not on the invoice: the next run measures the periods again and bills it,
+    # even for a customer with nothing else due (a subscription that has ended).
+    mark_customer_due(settling.connection, tenant_id, settling.customer.id, settling.now)
     # Late usage this invoice bills reached an invoice: its flags are resolved.
     resolve_flags_billed_by(
         settling.connection, tenant_id, settling.invoice, settling.customer.external_id, settling.now

@@ -9,10 +9,10 @@ chunks are in memory however large the file is. With `jobs=1` the lines are deco
 too and each chunk is ingested here, decoding the next chunk while the database writes this one.
 With `jobs=N`, N worker processes each decode and ingest whole chunks (in transactions of their
 own): JSON decoding and validation, which take more CPU than the database's part, then run on N
-cores. An NDJSON file goes to them chunk by chunk, except that a line whose event id is in a chunk
-still being written goes to the worker writing it (only the id is read here): two workers never
-write one id at once (one would wait for the other's transaction), and the first line of an id in
-the file is the one stored, as with one job. Outcomes are reported in file order either way.
+cores. Chunks go to them in turn, except that a line whose event id is in a chunk still being
+written goes to the worker writing it (only the id is read here; `_Router`): two workers never write
+one id at once (one would wait for the other's transaction), and the first line of an id in the
+file is the one stored, as with one job. Outcomes are reported in file order either way.
 
 Lines that cannot even be read as an event (not JSON, not an object, a malformed CSV row) are
 rejected with their line number and never reach ingest.

@@ -817,29 +817,21 @@ def settle_late_usage(
     resolved = 0
     if flags:
         answers = flag_resolutions(decision.context, [LateFlag(str(flag.id), flag.timestamp) for flag in flags], placed)
-        final = [
-            (uuid.UUID(flag), resolution)
-            for flag, resolution in answers.items()
-            if not resolution.startswith(DRAFT_TARGET_PREFIX)
-        ]
+        # Each flag is resolved, or stays open on the draft its lines went to (finalizing that draft
+        # resolves it) or on none (its period is still under way).
+        final: list[tuple[uuid.UUID, str]] = []
+        open_on: list[tuple[uuid.UUID, uuid.UUID | None]] = []
+        for flag in flags:
+            answer = answers.get(str(flag.id))
+            if answer is None:
+                open_on.append((flag.id, None))
+            elif answer.startswith(DRAFT_TARGET_PREFIX):
+                open_on.append((flag.id, uuid.UUID(answer.removeprefix(DRAFT_TARGET_PREFIX))))
+            else:
+                final.append((flag.id, answer))
         resolved = late_store.resolve(connection, tenant_id, final, now)
-        # The flags left open: on the draft their lines went to (finalizing it resolves them), or on
-        # none (their period is still under way).
-        late_store.place(
-            connection,
-            tenant_id,
-            [(flag.id, _draft_target(answers.get(str(flag.id)))) for flag in flags if _still_open(answers, flag)],
-        )
+        late_store.place(connection, tenant_id, open_on)
     return LateSettled(tuple(notes), resolved)
-
-
-def _still_open(answers: Mapping[str, str], flag: late_store.FlagRow) -> bool:
-    answer = answers.get(str(flag.id))
-    return answer is None or answer.startswith(DRAFT_TARGET_PREFIX)
-
-
-def _draft_target(answer: str | None) -> uuid.UUID | None:
-    return None if answer is None else uuid.UUID(answer.removeprefix(DRAFT_TARGET_PREFIX))
 
 
 def _issue_late_credit(  # noqa: PLR0917 - the transaction's parts, then what to credit

@@ -475,12 +475,10 @@ def test_a_retraction_after_the_draft_was_made_is_credited_even_past_the_lookbac
     assert _january_usage_carried(tally, tenant_id, drafts=True) == 95
 
 
-def test_a_late_call_for_a_customer_with_nothing_else_due_is_billed_by_the_scheduled_run(
-    tally: Tally, tenant_id: uuid.UUID
-) -> None:
-    # The subscription ended with January, so after January's invoice nothing is due for the
-    # customer ever again; a late January call must still make the scheduled run look at it. (On
-    # the system's clock, here fixed clocks: a test clock's customer is looked at every run.)
+def _ended_with_january(tally: Tally, tenant_id: uuid.UUID) -> tuple[uuid.UUID, str]:
+    """(customer, external id): on the system's clock (fixed clocks here; a test clock's customer
+    is looked at every run), `basic` from January 1, canceled for February 1, 10 calls on January 5.
+    After January's invoice nothing is ever due for it again."""
     setup_catalog(tally, tenant_id)
     customer_id = make_customer(tally, tenant_id)
     external = external_id(tally, tenant_id, customer_id)
@@ -492,6 +490,15 @@ def test_a_late_call_for_a_customer_with_nothing_else_due_is_billed_by_the_sched
     )
     cancel_subscription(tally.engine, FixedClock(at(1, 2)), tenant_id, created.row.id, Cancellation(effective=at(2, 1)))
     _ingest(tally, tenant_id, external, [at(1, 5)] * 10, at(1, 6))
+    return customer_id, external
+
+
+def test_a_late_call_for_a_customer_with_nothing_else_due_is_billed_by_the_scheduled_run(
+    tally: Tally, tenant_id: uuid.UUID
+) -> None:
+    # After January's invoice nothing is due for the customer ever again; a late January call must
+    # still make the scheduled run look at it.
+    customer_id, external = _ended_with_january(tally, tenant_id)
     february = FixedClock(at(2, 2))
     run_billing(tally.engine, february, tenant_id=tenant_id)
     january = _draft(tally, tenant_id, customer_id)
@@ -513,17 +520,7 @@ def test_a_call_that_arrived_between_the_draft_and_its_finalizing_is_billed_by_t
     # Not late when it arrived (January was not closed yet), and not on the draft either (it was
     # computed before): finalizing makes the customer due, so the next scheduled run measures
     # January again and bills the call, though nothing else is ever due for this customer.
-    setup_catalog(tally, tenant_id)
-    customer_id = make_customer(tally, tenant_id)
-    external = external_id(tally, tenant_id, customer_id)
-    created = create_subscription(
-        tally.engine,
-        FixedClock(at(1, 1)),
-        tenant_id,
-        SubscriptionInput(customer_id=customer_id, plan=PlanChoice(plan_code="basic")),
-    )
-    cancel_subscription(tally.engine, FixedClock(at(1, 2)), tenant_id, created.row.id, Cancellation(effective=at(2, 1)))
-    _ingest(tally, tenant_id, external, [at(1, 5)] * 10, at(1, 6))
+    customer_id, external = _ended_with_january(tally, tenant_id)
     run_billing(tally.engine, FixedClock(at(2, 2)), tenant_id=tenant_id)
     january = _draft(tally, tenant_id, customer_id)
     assert january is not None and january.subtotal_minor == 3000 + 10  # the fee and 10 calls

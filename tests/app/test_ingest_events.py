@@ -25,7 +25,7 @@ from tally.app.maintain_event_partitions import maintain_event_partitions
 from tally.app.tenants import create_tenant
 from tally.bootstrap import Tally
 from tally.core.metering.events import TimestampWindow, parse_event
-from tally.core.rejections import Rejected
+from tally.core.rejections import Rejected, Rejection
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -393,6 +393,102 @@ def test_concurrent_conflicting_batches_keep_one_original(tally: Tally, tenant_i
     for number in range(200):
         assert sorted(result[number] for result in results) == ["accepted", "conflict"]
     assert stored_count(tally.engine, tenant_id) == 200
+
+
+# ----- the registry probe and its fallback ---------------------------------------------------------
+
+
+class _Settlings(dict[str, str]):
+    """`store._SETTLING`, counting how often a write fell back to settling ids one by one."""
+
+    used = 0
+
+    def __getitem__(self, statement: str) -> str:
+        type(self).used += 1
+        return super().__getitem__(statement)
+
+
+@pytest.fixture
+def settlings(monkeypatch: pytest.MonkeyPatch) -> type[_Settlings]:
+    _Settlings.used = 0
+    monkeypatch.setattr(store, "_SETTLING", _Settlings(store._SETTLING))
+    return _Settlings
+
+
+def test_each_id_is_probed_in_the_registry_partition_postgresql_stores_it_in(
+    tally: Tally, tenant_id: uuid.UUID, clock: FixedClock, settlings: type[_Settlings]
+) -> None:
+    # Ids of every shape: short, long, non-ASCII, a UUID, digits (the hash is over their UTF-8 bytes).
+    ids = [f"{prefix}{number}" for number in range(300) for prefix in ("e-", "événement-", "🧾", "x" * 200)]
+    ids += [str(uuid.UUID(int=number * 7919)) for number in range(200)]
+    for start in range(0, len(ids), 500):
+        ingest_events(tally.engine, clock, tenant_id, [event(event_id) for event_id in ids[start : start + 500]])
+    partitions = scalar(tally.engine, "SELECT count(*) FROM pg_inherits WHERE inhparent = 'event_ids'::regclass")
+    assert partitions == store.REGISTRY_PARTITIONS
+    misplaced = scalar(
+        tally.engine,
+        "SELECT count(*) FROM event_ids WHERE tenant_id = :t AND tableoid::regclass::text <> 'event_ids_' || "
+        + store.REGISTRY_PARTITION_SQL.format(id="event_id"),
+        t=tenant_id,
+    )
+    assert misplaced == 0
+    # So resends are found by the probe: answered without the fallback statement.
+    result = ingest_events(tally.engine, clock, tenant_id, [event(event_id) for event_id in ids[::7]] + [event("new")])
+    assert Counter(outcome.result for outcome in result.outcomes) == {"duplicate": len(ids[::7]), "accepted": 1}
+    assert settlings.used == 0
+
+
+def _wait_for_a_lock_wait(engine: Engine) -> None:
+    deadline = datetime.now(UTC) + timedelta(seconds=10)
+    while datetime.now(UTC) < deadline:
+        waiting = scalar(
+            engine,
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        if waiting:
+            return
+        threading.Event().wait(0.01)
+    raise AssertionError("the second writer never waited for the first")
+
+
+@pytest.mark.parametrize(
+    ("first_commits", "resend_changes", "answer"),
+    [(True, {}, "duplicate"), (True, {"customer": "cus_2"}, "conflict"), (False, {}, "accepted")],
+)
+def test_an_id_registered_by_a_concurrent_transaction_is_settled_once(
+    tally: Tally,
+    tenant_id: uuid.UUID,
+    clock: FixedClock,
+    settlings: type[_Settlings],
+    first_commits: bool,
+    resend_changes: dict[str, Any],
+    answer: str,
+) -> None:
+    """The probe cannot see an id another transaction has registered but not committed: the plain
+    insert waits for that transaction, then fails if it committed, and the write is settled id by id
+    instead; or goes through if it rolled back."""
+    window = TimestampWindow(NOW - timedelta(days=365), NOW)
+    first = parse_event(event("x"), window)
+    assert not isinstance(first, Rejection)
+    results: list[Any] = []
+    with psycopg_transaction(tally.engine) as connection:
+        store.write_events(connection, tenant_id, NOW, "api", [first])
+        second = threading.Thread(
+            target=lambda: results.append(
+                ingest_events(tally.engine, clock, tenant_id, [event("x", **resend_changes), event("y")])
+            )
+        )
+        second.start()
+        _wait_for_a_lock_wait(tally.engine)
+        if not first_commits:
+            connection.rollback()
+    second.join(timeout=30)
+    assert [(outcome.event_id, outcome.result) for outcome in results[0].outcomes] == [("x", answer), ("y", "accepted")]
+    assert settlings.used == (1 if first_commits else 0)
+    assert scalar(tally.engine, "SELECT count(*) FROM event_ids WHERE tenant_id = :t", t=tenant_id) == 2
+    assert stored_count(tally.engine, tenant_id) == 2
+    customer = scalar(tally.engine, "SELECT customer FROM events WHERE tenant_id = :t AND event_id = 'x'", t=tenant_id)
+    assert customer == ("cus_1" if first_commits else resend_changes.get("customer", "cus_1"))
 
 
 # ----- corrections --------------------------------------------------------------------------------

@@ -1,9 +1,11 @@
 """Metering events in PostgreSQL: the ingest write, corrections, reads, and monthly partitions.
 
-The ingest write is one statement (data-modifying CTEs over the batch's columns as parameters): register the
-batch's ids in the forever dedup registry (`event_ids`, ON CONFLICT DO NOTHING), store the events
-whose ids were new, record the batch and queue it for the rollups — and answer, for the ids that
-were not new, the content hash stored under them, and which new events fall in an invoiced period.
+The ingest write is one statement (data-modifying CTEs over the batch's columns as parameters): find
+which of the batch's ids the forever dedup registry (`event_ids`) already holds, register the others,
+store their events, record the batch and queue it for the rollups — and answer, for the ids that were
+not new, the content hash stored under them, and which new events fall in an invoiced period. When a
+concurrent transaction registers one of the ids meanwhile, a second statement settles each id with
+ON CONFLICT DO NOTHING instead.
 Tables and their semantics: migration 0002_events.py.
 """
 
@@ -107,6 +109,85 @@ WHERE input.ts < closures.closed_through
 _WRITE_EVENTS_DELIMITED: Final = _WRITE_EVENTS_TEMPLATE.replace("{input}", _DELIMITED_INPUT)
 _WRITE_EVENTS_ARRAYS: Final = _WRITE_EVENTS_TEMPLATE.replace("{input}", _ARRAY_INPUT)
 
+# The usual write: probe the registry for the batch's ids first, then register the rest with a plain
+# INSERT. `ON CONFLICT DO NOTHING` settles each row by speculative insertion (a lock taken and a
+# second WAL record per row), which costs PostgreSQL about as much as the rest of the registry
+# insert; one index probe per id costs a fraction of that. A probe is only as good as its
+# snapshot: an id a concurrent transaction registers meanwhile makes the plain INSERT fail with a
+# unique violation, and `write_events` then runs the statement above instead (the unique index
+# decides, as always: the probe only spares the common case the cost).
+#
+# The registry is hash-partitioned by id (migration 0002); a probe of the parent table with the
+# whole batch's ids searches every partition for every id. So each id is probed in its own
+# partition only: PostgreSQL routes a row to remainder `(hashtextextended(id, seed) + salt) mod
+# modulus`, the sum taken mod 2^64 (its hash partitioning, fixed since it must survive pg_upgrade; a
+# test checks it against where rows really are). With a power-of-two modulus only the low bits of
+# each term matter, which keeps the sum within a bigint. A wrong guess would only cost speed: the
+# id is then not found, and the unique index refuses it.
+REGISTRY_PARTITIONS: Final = 8  # event_ids_0 … event_ids_7, as migration 0002 made them
+_HASH_PARTITION_SEED: Final = 0x7A5B22367996DCFD  # PostgreSQL's HASH_PARTITION_SEED
+_HASH_COMBINE_SALT: Final = 0x49A0F4DD15E5A8E3  # added by hash_combine64 for the first (only) key
+_MASK = REGISTRY_PARTITIONS - 1
+assert REGISTRY_PARTITIONS & _MASK == 0, "the remainder below needs a power-of-two modulus"
+REGISTRY_PARTITION_SQL: Final = (
+    f"(((hashtextextended({{id}}, {_HASH_PARTITION_SEED}) & {_MASK}) + {_HASH_COMBINE_SALT & _MASK}) & {_MASK})"
+)
+_PROBES = "\n    UNION ALL\n    ".join(
+    f"SELECT event_id, content_hash FROM event_ids_{remainder}"
+    f" WHERE tenant_id = %(tenant)s AND event_id = ANY((SELECT ids_{remainder} FROM by_partition)::text[])"
+    for remainder in range(REGISTRY_PARTITIONS)
+)
+_BY_PARTITION = ", ".join(
+    f"array_agg(event_id) FILTER (WHERE remainder = {remainder}) AS ids_{remainder}"
+    for remainder in range(REGISTRY_PARTITIONS)
+)
+_NEW = "(SELECT event_count FROM counted) = %(count)s::integer OR input.event_id NOT IN (SELECT event_id FROM known)"
+_WRITE_PROBED_TEMPLATE = f"""
+WITH input AS ({{input}}
+), by_partition AS (
+    SELECT {_BY_PARTITION}
+    FROM (SELECT event_id, {REGISTRY_PARTITION_SQL.format(id="event_id")} AS remainder FROM input) AS keyed
+), known AS MATERIALIZED (
+    {_PROBES}
+), batch AS (
+    SELECT nextval(pg_get_serial_sequence('ingest_batches', 'batch_id')) AS batch_id
+), counted AS (
+    SELECT %(count)s::integer - count(*)::integer AS event_count FROM known
+), registered AS (
+    INSERT INTO event_ids (tenant_id, event_id, content_hash, "timestamp", batch_id)
+    SELECT %(tenant)s, input.event_id, input.content_hash, input.ts, batch.batch_id
+    FROM input CROSS JOIN batch
+    WHERE {_NEW}
+), stored AS (
+    INSERT INTO events (tenant_id, event_id, customer, type, "timestamp", properties, received_at, batch_id)
+    SELECT %(tenant)s, input.event_id, input.customer, input.type, input.ts, input.properties::jsonb,
+           %(received_at)s, batch.batch_id
+    FROM input CROSS JOIN batch
+    WHERE {_NEW}
+), recorded AS (
+    INSERT INTO ingest_batches (batch_id, tenant_id, received_at, source, event_count) OVERRIDING SYSTEM VALUE
+    SELECT batch.batch_id, %(tenant)s, %(received_at)s, %(source)s, counted.event_count
+    FROM batch, counted WHERE counted.event_count > 0
+), queued AS (
+    INSERT INTO rollup_queue (batch_id, tenant_id, queued_at)
+    SELECT batch.batch_id, %(tenant)s, %(received_at)s FROM batch, counted WHERE counted.event_count > 0
+), closures AS (
+    SELECT customer, closed_through FROM usage_closures
+    WHERE tenant_id = %(tenant)s AND customer = ANY(%(distinct_customers)s::text[])
+)
+SELECT 0 AS kind, NULL::text AS event_id, NULL::bytea AS content_hash, NULL::text AS customer,
+       NULL::timestamptz AS ts, (SELECT batch_id FROM batch) AS batch_id,
+       (SELECT event_count FROM counted) AS event_count
+UNION ALL
+SELECT 1, event_id, content_hash, NULL, NULL, NULL, NULL FROM known
+UNION ALL
+SELECT 2, input.event_id, NULL, input.customer, input.ts, NULL, NULL
+FROM input JOIN closures ON closures.customer = input.customer
+WHERE input.ts < closures.closed_through AND ({_NEW})
+"""
+_WRITE_PROBED_DELIMITED: Final = _WRITE_PROBED_TEMPLATE.replace("{input}", _DELIMITED_INPUT)
+_WRITE_PROBED_ARRAYS: Final = _WRITE_PROBED_TEMPLATE.replace("{input}", _ARRAY_INPUT)
+_SETTLING: Final = {_WRITE_PROBED_DELIMITED: _WRITE_EVENTS_DELIMITED, _WRITE_PROBED_ARRAYS: _WRITE_EVENTS_ARRAYS}
 
 _ID, _CUSTOMER, _TYPE, _TIMESTAMP, _PROPERTIES_JSON, _CONTENT_HASH = (
     attrgetter(name) for name in ("id", "customer", "type", "timestamp", "properties_json", "content_hash")
@@ -139,23 +220,32 @@ def write_events(
         "distinct_customers": TextArray(set(customers)),
         "count": len(events),
     }
-    statement = _WRITE_EVENTS_DELIMITED
+    statement = _WRITE_PROBED_DELIMITED
     for name, values in texts.items():
         joined = SEPARATOR.join(values)
         # As many separators as joins: no value holds one (counted in C, like the join).
         if joined.count(SEPARATOR) != len(values) - 1:
-            statement = _WRITE_EVENTS_ARRAYS
+            statement = _WRITE_PROBED_ARRAYS
             break
         parameters[name] = joined
-    if statement is _WRITE_EVENTS_ARRAYS:
+    if statement is _WRITE_PROBED_ARRAYS:
         parameters.update((name, TextArray(values)) for name, values in texts.items())
     batch_id: int | None = None
     event_count = 0
     existing: dict[str, bytes | None] = {}
     late: list[tuple[str, str, datetime]] = []
-    for kind, event_id, stored_hash, customer, timestamp, row_batch_id, row_count in connection.execute(
-        statement, parameters, binary=True
-    ):
+    # A savepoint, so that a lost race undoes the probed statement alone. (SQL, not psycopg's
+    # `transaction()`: on a connection that has run nothing yet, that would commit on its own.)
+    connection.execute("SAVEPOINT event_write")
+    try:
+        rows = connection.execute(statement, parameters, binary=True).fetchall()
+    except psycopg.errors.UniqueViolation as error:
+        if not (error.diag.constraint_name or "").startswith("event_ids"):
+            raise
+        connection.execute("ROLLBACK TO SAVEPOINT event_write")
+        rows = connection.execute(_SETTLING[statement], parameters, binary=True).fetchall()
+    connection.execute("RELEASE SAVEPOINT event_write")
+    for kind, event_id, stored_hash, customer, timestamp, row_batch_id, row_count in rows:
         if kind == 0:
             event_count = row_count
             batch_id = row_batch_id if row_count else None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from hypothesis import event, given, settings
@@ -208,8 +209,22 @@ def test_bodies_it_cannot_type_are_declined() -> None:
         parse_json_body(b'{"id":"e","customer":"c","type":"t","timestamp":"x","properties":{"v":NaN}}', WINDOW) is None
     )
     assert (
-        parse_json_body(b'{"id":"e","customer":"c","type":"t","timestamp":"x","properties":{"v":1E-7}}', WINDOW) is None
+        parse_json_body(
+            b'{"id":"e","customer":"c","type":"t","timestamp":"x","properties":{"v":1E999999999999999999999}}', WINDOW
+        )
+        is None
     )
+
+
+def test_numbers_a_decimal_cannot_print_canonically_are_left_to_the_definition() -> None:
+    # 1E-7 is canonically 0.0000001, which `str()` of a Decimal never prints; 1.50 is canonically 1.5.
+    body = json.dumps([_event(id="a", properties={"v": 1}), _event(id="b", properties={"v": 2})])
+    body = body.replace('"v": 1', '"v": 1E-7').replace('"v": 2', '"v": [1.50, {"w": 2.0}]')
+    parsed = parse_json_body(body.encode(), WINDOW)
+    assert parsed is not None
+    assert type(parsed[0]) is dict and parsed[0]["properties"] == {"v": Decimal("1E-7")}
+    assert isinstance(parsed[1], Event) and parsed[1].properties_json == '{"v":[1.5,{"w":2}]}'
+    assert parse_event(parsed[0], WINDOW) == parse_event(json.loads(body, parse_float=Decimal)[0], WINDOW)
 
 
 def test_escaped_properties_are_left_to_the_definition() -> None:

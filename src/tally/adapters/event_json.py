@@ -5,15 +5,15 @@ event at a time, in Python). Ingest spends most of its Python time there, so thi
 very same answers faster for the bodies real clients send:
 
 - the body is decoded by msgspec straight into typed records (id, customer, type and timestamp as
-  strings, properties as an object, nothing else), with every non-integral number turned into its
-  canonical `Decimal` on the way;
-- each record then gets the core's checks in their common, cheap form, and its canonical properties
-  are encoded by msgspec with sorted keys;
-- anything unusual goes back to the definition: a record that fails a cheap check is handed back as
-  the raw object it was, for `parse_event` to judge (ingest does: it takes raw events and `Event`s
-  alike), and a body msgspec cannot decode as plain events (a wrong type, NaN, an invalid escape, a
-  number whose canonical form a `Decimal` does not print…) answers None: the caller decodes and
-  parses it the general way.
+  strings, properties as an object, nothing else), with every non-integral number the exact
+  `Decimal` of its literal, as the core decodes it;
+- each record then gets the core's checks in their common, cheap form (its numbers made canonical on
+  the way), and its canonical properties are encoded by msgspec with sorted keys;
+- anything unusual goes back to the definition: a record that fails a cheap check (a number whose
+  canonical form a `Decimal` does not print, say) is handed back as the raw object it was, for
+  `parse_event` to judge (ingest does: it takes raw events and `Event`s alike), and a body msgspec
+  cannot decode as plain events (a wrong type, NaN, an invalid escape, an exponent beyond a
+  `Decimal`'s…) answers None: the caller decodes and parses it the general way.
 
 So the fast path never decides anything the core would decide differently: it accepts an event only
 when the core's checks pass on it, and builds the `Event` the core would (a Hypothesis property in the
@@ -22,7 +22,7 @@ tests compares both on random bodies).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
@@ -62,8 +62,9 @@ class _NotPlain(ValueError):
 
 
 def _canonical_decimal(literal: str) -> Decimal:
-    # The common case: plain notation (msgspec hands over only literals with a fraction or an
-    # exponent), canonical once trailing zeros are gone, within the limits.
+    """The canonical `Decimal` of a number literal with a fraction or an exponent (or of the text
+    of a `Decimal` made from one), or `_NotPlain`."""
+    # The common case: plain notation, canonical once trailing zeros are gone, within the limits.
     if "e" not in literal and "E" not in literal:
         text = literal.rstrip("0").rstrip(".") if literal[-1] == "0" else literal
         if text in ("", "-", "-0"):
@@ -83,10 +84,24 @@ def _canonical_decimal(literal: str) -> Decimal:
     return value
 
 
-_ONE_OR_MANY: Final = msgspec.json.Decoder(_RawEvent | list[_RawEvent], float_hook=_canonical_decimal)
-_ONE: Final = msgspec.json.Decoder(_RawEvent, float_hook=_canonical_decimal)
+def _canonical_as_decoded(value: Decimal) -> Decimal:
+    """`value` (as decoded: the exact `Decimal` of its literal) in canonical form, or `_NotPlain`.
+    Most literals already are (plain notation, no trailing zero, well within the limits): one
+    `str()` tells, where `_canonical_decimal` would take a Python call and a new `Decimal`."""
+    text = str(value)
+    if len(text) <= NUMBER_DIGITS_MAX and text[-1] != "0" and "E" not in text:
+        return value
+    return _canonical_decimal(text)
+
+
+# Numbers with a fraction or an exponent are decoded to the exact `Decimal` of their literal (by the
+# constructor itself: no Python call per number), and made canonical when the properties are
+# checked (`_plain_values`).
+_ONE_OR_MANY: Final = msgspec.json.Decoder(_RawEvent | list[_RawEvent], float_hook=Decimal)
+_ONE: Final = msgspec.json.Decoder(_RawEvent, float_hook=Decimal)
 _ENCODER: Final = msgspec.json.Encoder(order="sorted", decimal_format="number")
-_DECODE_ERRORS: Final = (msgspec.DecodeError, msgspec.ValidationError, _NotPlain, RecursionError)
+# InvalidOperation: a literal whose exponent a `Decimal` cannot hold.
+_DECODE_ERRORS: Final = (msgspec.DecodeError, msgspec.ValidationError, InvalidOperation, RecursionError)
 # An `Event` built as the tuple it is, skipping the named tuple's Python-level constructor.
 _new_event: Final = tuple.__new__
 
@@ -190,27 +205,28 @@ def _as_dict(raw: _RawEvent) -> dict[str, Any]:
 
 
 def _plain_values(properties: dict[str, Any]) -> bool:
-    """Whether every value is a string, a boolean, null, a canonical Decimal or an integer within the
-    limits, or a container of those within the depth limit (then the canonical encoding is msgspec's)."""
-    for value in properties.values():
+    """Whether every value is a string, a boolean, null, a number within the limits whose canonical
+    form a `Decimal` prints, or a container of those within the depth limit (then the canonical
+    encoding is msgspec's). Makes each `Decimal` canonical in place on the way."""
+    try:
+        return _plain_items(properties, properties.items(), 1)
+    except _NotPlain:
+        return False
+
+
+def _plain_items(container: dict[str, Any] | list[Any], items: Iterable[tuple[Any, Any]], depth: int) -> bool:
+    for key, value in items:
         kind = type(value)
         if kind is int:
             if not -NUMBER_LIMIT < value < NUMBER_LIMIT:
                 return False
-        elif (kind is dict or kind is list) and not _plain_nested(value, 2):
-            return False
-    return True
-
-
-def _plain_nested(value: dict[str, Any] | list[Any], depth: int) -> bool:
-    if depth > PROPERTIES_DEPTH_MAX:
-        return False
-    items = value.values() if isinstance(value, dict) else value
-    for item in items:
-        kind = type(item)
-        if kind is int:
-            if not -NUMBER_LIMIT < item < NUMBER_LIMIT:
+        elif kind is Decimal:
+            canonical = _canonical_as_decoded(value)
+            if canonical is not value:
+                container[key] = canonical
+        elif kind is dict or kind is list:
+            if depth + 1 > PROPERTIES_DEPTH_MAX:
                 return False
-        elif (kind is dict or kind is list) and not _plain_nested(item, depth + 1):
-            return False
+            if not _plain_items(value, value.items() if kind is dict else enumerate(value), depth + 1):
+                return False
     return True

@@ -1,8 +1,8 @@
 """Event files for bulk import: NDJSON or CSV, plain or gzip, read as a stream of records.
 
-A file of any size is read line by line (memory stays bounded), and each record keeps its line
-number and its original text, so a rejection can point at the line and a rejects file can hold the
-lines exactly as they were.
+A file of any size is read a line or a block of lines at a time (memory stays bounded), and each
+record keeps its line number and its original text, so a rejection can point at the line and a
+rejects file can hold the lines exactly as they were.
 
 NDJSON: one JSON object per line (`{"id":…,"customer":…,"type":…,"timestamp":…,"properties":{…}}`);
 blank lines are skipped. Numbers are read exactly (`int` or `Decimal`, never `float`), as the API
@@ -25,7 +25,8 @@ import csv
 import gzip
 import io
 import re
-from collections.abc import Iterator
+import sys
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
@@ -36,6 +37,10 @@ FileFormat = Literal["ndjson", "csv"]
 GZIP_MAGIC = b"\x1f\x8b"
 # A limit on one line (or CSV row): an event is small; a longer line is rejected, not buffered.
 LINE_BYTES_MAX = 1024 * 1024
+# NDJSON read in bulk (`EventFile.line_chunks`) goes by blocks of this many bytes: small enough to
+# stay in the processor's cache (larger blocks read more slowly), and less than `LINE_BYTES_MAX`, so
+# a block of ordinary lines is short enough that none of its lines can be too long.
+READ_BLOCK_BYTES = 64 * 1024
 CSV_FIELDS = ("id", "customer", "type", "timestamp")
 PROPERTIES_COLUMN = "properties"
 PROPERTY_COLUMN_PREFIX = "properties."
@@ -149,21 +154,71 @@ class EventFile:
             yield record.decoded() if decode else record
 
     def line_chunks(self, size: int) -> Iterator[LineChunk]:
-        """The NDJSON lines in chunks of `size`, read but not decoded, with no object per line: for a
-        consumer that decodes whole chunks elsewhere (worker processes)."""
+        """The NDJSON lines in chunks of `size` (a `size` below 1: one chunk), read but not decoded,
+        with no object per line: for a consumer that decodes whole chunks elsewhere (worker
+        processes). The lines, their numbers and their errors are those of `records()`."""
         if self.format != "ndjson":
             raise EventFileError("line chunks are for NDJSON files")
+        chunk_size = size if size > 0 else sys.maxsize
         chunk = LineChunk([], [], {})
-        for line_number, text, error in self._ndjson_lines():
-            if error is not None:
-                chunk.errors[len(chunk.texts)] = error
-            chunk.numbers.append(line_number)
-            chunk.texts.append(text)
-            if len(chunk.texts) == size:
-                yield chunk
-                chunk = LineChunk([], [], {})
+        for numbers, texts, errors in self._ndjson_line_runs():
+            start = 0
+            while start < len(texts):
+                stop = min(len(texts), start + chunk_size - len(chunk.texts))
+                if errors:
+                    shift = len(chunk.texts) - start
+                    chunk.errors.update(
+                        (index + shift, error) for index, error in errors.items() if start <= index < stop
+                    )
+                chunk.numbers.extend(numbers[start:stop])
+                chunk.texts.extend(texts[start:stop])
+                start = stop
+                if len(chunk.texts) == chunk_size:
+                    yield chunk
+                    chunk = LineChunk([], [], {})
         if chunk.texts:
             yield chunk
+
+    def _ndjson_line_runs(self) -> Iterator[tuple[Sequence[int], list[str], dict[int, tuple[str, str]]]]:
+        """What `_ndjson_lines` yields, read by blocks of `READ_BLOCK_BYTES`: runs of consecutive
+        lines, each as (line numbers, texts, errors by index in the run).
+
+        A block ends at its last newline; the incomplete line after it is carried into the next
+        block, unless it is already longer than `LINE_BYTES_MAX`: it is then reported and the rest
+        of it is skipped as it is read, so a block never holds more than `LINE_BYTES_MAX` bytes of
+        an unfinished line."""
+        line_bytes_max = LINE_BYTES_MAX
+        block_bytes = READ_BLOCK_BYTES
+        read = self._stream.read
+        lines_before = 0  # lines that end before `unfinished`
+        unfinished = b""  # the start of a line whose end is not read yet
+        skipping = False  # within a line too long to read, already reported
+        while data := read(block_bytes):
+            if skipping:
+                newline = data.find(b"\n")
+                if newline < 0:
+                    continue
+                data = data[newline + 1 :]
+                skipping = False
+            buffer = unfinished + data if unfinished else data
+            last_newline = buffer.rfind(b"\n")
+            if last_newline >= 0:
+                run, line_count = _block_lines(buffer, last_newline, lines_before + 1, line_bytes_max)
+                lines_before += line_count
+                if run[1]:
+                    yield run
+                unfinished = buffer[last_newline + 1 :]
+            else:
+                unfinished = buffer
+            if len(unfinished) > line_bytes_max:
+                lines_before += 1
+                yield [lines_before], [""], {0: _line_too_long(line_bytes_max)}
+                unfinished = b""
+                skipping = True
+        if unfinished:  # a last line without a newline
+            run, _ = _block_lines(unfinished, len(unfinished), lines_before + 1, line_bytes_max)
+            if run[1]:
+                yield run
 
     def _ndjson_lines(self) -> Iterator[tuple[int, str, tuple[str, str] | None]]:
         """(line number, text, None), or (line number, "", (code, detail)) for a line that cannot be
@@ -178,16 +233,11 @@ class EventFile:
             if len(line) > LINE_BYTES_MAX and not line.endswith(b"\n"):
                 while line and not line.endswith(b"\n"):  # skip the rest of the overlong line
                     line = readline(LINE_BYTES_MAX)
-                yield line_number, "", ("line_too_long", f"longer than {LINE_BYTES_MAX} bytes")
+                yield line_number, "", _line_too_long(LINE_BYTES_MAX)
                 continue
-            # Bytes that are not UTF-8 are kept (as lone surrogates): the event is then rejected for
-            # them, never stored with a silent replacement character.
-            text = line.decode("utf-8", errors="surrogateescape").rstrip("\r\n")
-            if line_number == 1:
-                text = text.removeprefix("\ufeff")  # a byte-order mark some tools write
-            if not text.strip():
-                continue
-            yield line_number, text, None
+            text = _line_text(line, line_number)
+            if text is not None:
+                yield line_number, text, None
 
     def _csv_records(self) -> Iterator[SourceRecord]:
         text_stream = io.TextIOWrapper(self._stream, encoding="utf-8-sig", errors="surrogateescape", newline="")
@@ -236,6 +286,51 @@ class EventFile:
                 )
                 continue
             yield _csv_record(line_number, raw, columns, row)
+
+
+def _line_too_long(line_bytes_max: int) -> tuple[str, str]:
+    return "line_too_long", f"longer than {line_bytes_max} bytes"
+
+
+def _line_text(line: bytes, line_number: int) -> str | None:
+    """The text of one NDJSON line (with or without its newline), or None for a blank line."""
+    # Bytes that are not UTF-8 are kept (as lone surrogates): the event is then rejected for them,
+    # never stored with a silent replacement character.
+    text = line.decode("utf-8", errors="surrogateescape").rstrip("\r\n")
+    if line_number == 1:
+        text = text.removeprefix("\ufeff")  # a byte-order mark some tools write
+    return text if text.strip() else None
+
+
+def _block_lines(
+    buffer: bytes, end: int, first_number: int, line_bytes_max: int
+) -> tuple[tuple[Sequence[int], list[str], dict[int, tuple[str, str]]], int]:
+    """The lines of `buffer[:end]` (whole lines joined by newlines, without the last newline),
+    numbered from `first_number`, as `EventFile._ndjson_line_runs` yields them; and how many lines
+    there are."""
+    # A block no longer than the limit (so none of its lines is too long) and without a carriage
+    # return is decoded at once: the same text as decoding each line, since a newline byte is never
+    # part of a UTF-8 sequence. Its lines are kept as they are if each starts with an ASCII character
+    # above the space ("!" to DEL): none is then blank, whitespace only or led by a byte-order mark.
+    if end <= line_bytes_max and buffer.find(b"\r", 0, end) < 0:
+        block_text = str(memoryview(buffer)[:end], "utf-8", "surrogateescape")
+        texts = block_text.split("\n")
+        if min(texts) >= "!" and (block_text.isascii() or max(texts) < "\x80"):
+            return (range(first_number, first_number + len(texts)), texts, {}), len(texts)
+    lines = buffer[:end].split(b"\n")
+    numbers: list[int] = []
+    texts = []
+    errors: dict[int, tuple[str, str]] = {}
+    for line_number, line in enumerate(lines, first_number):
+        if len(line) > line_bytes_max:
+            errors[len(texts)] = _line_too_long(line_bytes_max)
+            text: str | None = ""
+        else:
+            text = _line_text(line, line_number)
+        if text is not None:
+            numbers.append(line_number)
+            texts.append(text)
+    return (numbers, texts, errors), len(lines)
 
 
 def _csv_line(row: list[str]) -> str:

@@ -8,7 +8,7 @@ import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -335,7 +335,10 @@ def test_events_in_an_invoiced_period_are_accepted_and_flagged_late(
     assert len(late_rows(tally.engine, tenant_id)) == 1
 
 
-def test_concurrent_batches_with_overlapping_ids_store_each_id_once(tally: Tally, tenant_id: uuid.UUID) -> None:
+@pytest.mark.parametrize("source", ["api", "import"])
+def test_concurrent_batches_with_overlapping_ids_store_each_id_once(
+    tally: Tally, tenant_id: uuid.UUID, source: Literal["api", "import"]
+) -> None:
     clock = FixedClock(NOW)
     rounds, threads, per_batch = 3, 4, 300
     outcomes: Counter[tuple[str, str]] = Counter()
@@ -351,7 +354,7 @@ def test_concurrent_batches_with_overlapping_ids_store_each_id_once(tally: Tally
         batch = [event(event_id) for event_id in ids]
         barrier.wait()
         try:
-            result = ingest_events(tally.engine, clock, tenant_id, batch)
+            result = ingest_events(tally.engine, clock, tenant_id, batch, source=source)
         except BaseException as error:  # pragma: no cover - reported below
             errors.append(error)
             return
@@ -375,7 +378,10 @@ def test_concurrent_batches_with_overlapping_ids_store_each_id_once(tally: Tally
     assert scalar(tally.engine, "SELECT count(*) FROM event_ids WHERE tenant_id = :t", t=tenant_id) == len(ids)
 
 
-def test_concurrent_conflicting_batches_keep_one_original(tally: Tally, tenant_id: uuid.UUID) -> None:
+@pytest.mark.parametrize("source", ["api", "import"])
+def test_concurrent_conflicting_batches_keep_one_original(
+    tally: Tally, tenant_id: uuid.UUID, source: Literal["api", "import"]
+) -> None:
     clock = FixedClock(NOW)
     results: list[list[str]] = []
     barrier = threading.Barrier(2)
@@ -383,7 +389,8 @@ def test_concurrent_conflicting_batches_keep_one_original(tally: Tally, tenant_i
     def work(customer: str) -> None:
         batch = [event(f"e{number}", customer=customer) for number in range(200)]
         barrier.wait()
-        results.append([outcome.result for outcome in ingest_events(tally.engine, clock, tenant_id, batch).outcomes])
+        answered = ingest_events(tally.engine, clock, tenant_id, batch, source=source)
+        results.append([outcome.result for outcome in answered.outcomes])
 
     workers = [threading.Thread(target=work, args=(customer,)) for customer in ("cus_a", "cus_b")]
     for worker in workers:
@@ -432,8 +439,9 @@ def test_each_id_is_probed_in_the_registry_partition_postgresql_stores_it_in(
         t=tenant_id,
     )
     assert misplaced == 0
-    # So resends are found by the probe: answered without the fallback statement.
-    result = ingest_events(tally.engine, clock, tenant_id, [event(event_id) for event_id in ids[::7]] + [event("new")])
+    # So an import's resends are found by the probe: answered without the fallback statement.
+    resends = [event(event_id) for event_id in ids[::7]] + [event("new")]
+    result = ingest_events(tally.engine, clock, tenant_id, resends, source="import")
     assert Counter(outcome.result for outcome in result.outcomes) == {"duplicate": len(ids[::7]), "accepted": 1}
     assert settlings.used == 0
 
@@ -475,7 +483,9 @@ def test_an_id_registered_by_a_concurrent_transaction_is_settled_once(
         store.write_events(connection, tenant_id, NOW, "api", [first])
         second = threading.Thread(
             target=lambda: results.append(
-                ingest_events(tally.engine, clock, tenant_id, [event("x", **resend_changes), event("y")])
+                ingest_events(
+                    tally.engine, clock, tenant_id, [event("x", **resend_changes), event("y")], source="import"
+                )
             )
         )
         second.start()

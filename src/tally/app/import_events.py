@@ -56,7 +56,9 @@ CHUNKS_AHEAD = 2
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ImportOptions:
-    batch_size: int = 5_000
+    # Events per chunk (one ingest transaction): the API's largest batch. Per-chunk costs (a
+    # statement, a commit) then weigh least: 10,000 took about 5 % less CPU per event than 5,000.
+    batch_size: int = EVENTS_PER_BATCH_MAX
     dry_run: bool = False
     # Worker processes that decode and ingest chunks in parallel; 1: all in this process.
     jobs: int = 1

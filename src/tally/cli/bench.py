@@ -60,6 +60,13 @@ def ingest(
     gzip: bool = typer.Option(False, "--gzip/--no-gzip", help="Send gzip-compressed bodies."),
     bulk: bool = typer.Option(True, "--bulk/--no-bulk", help="Also measure the library/CLI bulk import path."),
     bulk_jobs: int = typer.Option(2, "--bulk-jobs", min=1, max=32, help="Processes of the bulk import (--jobs)."),
+    bulk_batch_size: int = typer.Option(
+        ingest_bench.IngestBenchOptions().bulk_batch_size,
+        "--bulk-batch-size",
+        min=1,
+        max=ingest_bench.BATCH_SIZE_MAX,
+        help="Lines per chunk of the bulk import.",
+    ),
     in_place: bool = typer.Option(
         False, "--in-place", help="Use the configured database, not fresh ones created beside it for each run."
     ),
@@ -78,6 +85,7 @@ def ingest(
         gzip=gzip,
         bulk=bulk,
         bulk_jobs=bulk_jobs,
+        bulk_batch_size=bulk_batch_size,
         in_place=in_place,
         database_url=database_url,
         seed=seed,

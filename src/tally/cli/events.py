@@ -46,7 +46,7 @@ def import_file(
     path: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True, help="NDJSON or CSV, maybe .gz."),
     tenant: str | None = typer.Option(None, "--tenant", envvar="TALLY_TENANT", help="Tenant id or name."),
     batch_size: int = typer.Option(
-        5_000, "--batch-size", min=1, max=EVENTS_PER_BATCH_MAX, help="Events per ingest transaction."
+        EVENTS_PER_BATCH_MAX, "--batch-size", min=1, max=EVENTS_PER_BATCH_MAX, help="Events per ingest transaction."
     ),
     file_format: str | None = typer.Option(
         None, "--format", help="ndjson or csv (default: from the file name: .ndjson/.jsonl/.json or .csv, ± .gz)."

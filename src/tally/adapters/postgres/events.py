@@ -59,25 +59,14 @@ _ARRAY_INPUT = """
         AS input (event_id, customer, type, ts, properties, content_hash)"""
 SEPARATOR: Final = "\x1f"  # ASCII's unit separator, E'\x1f' in the SQL above
 
-_WRITE_EVENTS_TEMPLATE = """
-WITH input AS ({input}
-), batch AS (
-    SELECT nextval(pg_get_serial_sequence('ingest_batches', 'batch_id')) AS batch_id
-), registered AS (
-    INSERT INTO event_ids (tenant_id, event_id, content_hash, "timestamp", batch_id)
-    SELECT %(tenant)s, input.event_id, input.content_hash, input.ts, batch.batch_id FROM input, batch
-    ON CONFLICT DO NOTHING
-    RETURNING event_id
-), counted AS (
-    SELECT count(*)::integer AS event_count FROM registered
-), stored AS (
-    -- Usually every id is new: then no join is needed to know which events to store.
+# What both writes share: the events stored (the `WHERE` follows), and the batch recorded, queued for
+# the rollups and answered (row 0: the batch and its count; the statement's answers follow).
+_STORE_EVENTS = """
     INSERT INTO events (tenant_id, event_id, customer, type, "timestamp", properties, received_at, batch_id)
     SELECT %(tenant)s, input.event_id, input.customer, input.type, input.ts, input.properties::jsonb,
            %(received_at)s, batch.batch_id
-    FROM input CROSS JOIN batch
-    WHERE (SELECT event_count FROM counted) = %(count)s::integer
-       OR input.event_id IN (SELECT event_id FROM registered)
+    FROM input CROSS JOIN batch"""
+_RECORD_AND_ANSWER = """
 ), recorded AS (
     INSERT INTO ingest_batches (batch_id, tenant_id, received_at, source, event_count) OVERRIDING SYSTEM VALUE
     SELECT batch.batch_id, %(tenant)s, %(received_at)s, %(source)s, counted.event_count
@@ -92,7 +81,25 @@ WITH input AS ({input}
 SELECT 0 AS kind, NULL::text AS event_id, NULL::bytea AS content_hash, NULL::text AS customer,
        NULL::timestamptz AS ts, (SELECT batch_id FROM batch) AS batch_id,
        (SELECT event_count FROM counted) AS event_count
-UNION ALL
+UNION ALL"""
+
+_WRITE_EVENTS_TEMPLATE = f"""
+WITH input AS ({{input}}
+), batch AS (
+    SELECT nextval(pg_get_serial_sequence('ingest_batches', 'batch_id')) AS batch_id
+), registered AS (
+    INSERT INTO event_ids (tenant_id, event_id, content_hash, "timestamp", batch_id)
+    SELECT %(tenant)s, input.event_id, input.content_hash, input.ts, batch.batch_id FROM input, batch
+    ON CONFLICT DO NOTHING
+    RETURNING event_id
+), counted AS (
+    SELECT count(*)::integer AS event_count FROM registered
+), stored AS (
+    -- Usually every id is new: then no join is needed to know which events to store.
+{_STORE_EVENTS}
+    WHERE (SELECT event_count FROM counted) = %(count)s::integer
+       OR input.event_id IN (SELECT event_id FROM registered)
+{_RECORD_AND_ANSWER}
 -- One index probe per id that was not new (a correlated subquery: never a scan of the tenant's
 -- whole registry, which a join may choose).
 SELECT 1, input.event_id,
@@ -129,11 +136,10 @@ _WRITE_EVENTS_ARRAYS: Final = _WRITE_EVENTS_TEMPLATE.replace("{input}", _ARRAY_I
 # test checks it against where rows really are). With a power-of-two modulus only the low bits of
 # each term matter, which keeps the sum within a bigint. A wrong guess would only cost speed: the
 # id is then not found, and the unique index refuses it.
-REGISTRY_PARTITIONS: Final = 8  # event_ids_0 … event_ids_7, as migration 0002 made them
+REGISTRY_PARTITIONS: Final = 8  # event_ids_0 … event_ids_7, as migration 0002 made them (a power of two)
 _HASH_PARTITION_SEED: Final = 0x7A5B22367996DCFD  # PostgreSQL's HASH_PARTITION_SEED
 _HASH_COMBINE_SALT: Final = 0x49A0F4DD15E5A8E3  # added by hash_combine64 for the first (only) key
 _MASK = REGISTRY_PARTITIONS - 1
-assert REGISTRY_PARTITIONS & _MASK == 0, "the remainder below needs a power-of-two modulus"
 REGISTRY_PARTITION_SQL: Final = (
     f"(((hashtextextended({{id}}, {_HASH_PARTITION_SEED}) & {_MASK}) + {_HASH_COMBINE_SALT & _MASK}) & {_MASK})"
 )
@@ -164,26 +170,9 @@ WITH input AS ({{input}}
     FROM input CROSS JOIN batch
     WHERE {_NEW}
 ), stored AS (
-    INSERT INTO events (tenant_id, event_id, customer, type, "timestamp", properties, received_at, batch_id)
-    SELECT %(tenant)s, input.event_id, input.customer, input.type, input.ts, input.properties::jsonb,
-           %(received_at)s, batch.batch_id
-    FROM input CROSS JOIN batch
+{_STORE_EVENTS}
     WHERE {_NEW}
-), recorded AS (
-    INSERT INTO ingest_batches (batch_id, tenant_id, received_at, source, event_count) OVERRIDING SYSTEM VALUE
-    SELECT batch.batch_id, %(tenant)s, %(received_at)s, %(source)s, counted.event_count
-    FROM batch, counted WHERE counted.event_count > 0
-), queued AS (
-    INSERT INTO rollup_queue (batch_id, tenant_id, queued_at)
-    SELECT batch.batch_id, %(tenant)s, %(received_at)s FROM batch, counted WHERE counted.event_count > 0
-), closures AS (
-    SELECT customer, closed_through FROM usage_closures
-    WHERE tenant_id = %(tenant)s AND customer = ANY(%(distinct_customers)s::text[])
-)
-SELECT 0 AS kind, NULL::text AS event_id, NULL::bytea AS content_hash, NULL::text AS customer,
-       NULL::timestamptz AS ts, (SELECT batch_id FROM batch) AS batch_id,
-       (SELECT event_count FROM counted) AS event_count
-UNION ALL
+{_RECORD_AND_ANSWER}
 SELECT 1, event_id, content_hash, NULL, NULL, NULL, NULL FROM known
 UNION ALL
 SELECT 2, input.event_id, NULL, input.customer, input.ts, NULL, NULL

@@ -215,6 +215,7 @@ def _plain_values(properties: dict[str, Any]) -> bool:
 
 
 def _plain_items(container: dict[str, Any] | list[Any], items: Iterable[tuple[Any, Any]], depth: int) -> bool:
+    """`_plain_values` for one container's (key or index, value) pairs; `depth`: its own level."""
     for key, value in items:
         kind = type(value)
         if kind is int:

@@ -232,8 +232,7 @@ def write_events(
     if source == "import":
         rows = _write_probed(connection, probed, parameters)
     else:
-        settling = _WRITE_EVENTS_DELIMITED if probed is _WRITE_PROBED_DELIMITED else _WRITE_EVENTS_ARRAYS
-        rows = connection.execute(settling, parameters, binary=True).fetchall()
+        rows = connection.execute(_SETTLING[probed], parameters, binary=True).fetchall()
     for kind, event_id, stored_hash, customer, timestamp, row_batch_id, row_count in rows:
         if kind == 0:
             event_count = row_count

@@ -1,5 +1,5 @@
 """`EventFile.line_chunks` reads NDJSON by blocks, yet gives exactly the chunks of the line-by-line
-reading (`_ndjson_lines`, which `records()` uses): the same line numbers, texts and errors, on files
+reading (`readline`, as imports read files before): the same line numbers, texts and errors, on files
 with blank and whitespace-only lines, carriage returns, a byte-order mark, bytes that are not UTF-8,
 lines too long to read and a last line with or without its newline, plain or gzip, whatever the
 chunk size, block size and line limit."""
@@ -36,12 +36,32 @@ def _chunks(path: Path, size: int) -> Chunks:
         return [(chunk.numbers, chunk.texts, chunk.errors) for chunk in source.line_chunks(size)]
 
 
+def _lines_read_one_by_one(source: EventFile) -> Iterator[tuple[int, str, tuple[str, str] | None]]:
+    """The reading the block reader must equal, line by line with `readline` (as import read files
+    before it): a line longer than the limit is reported and skipped, blank lines are skipped."""
+    limit = event_files.LINE_BYTES_MAX
+    line_number = 0
+    readline = source._stream.readline
+    while line := readline(limit + 1):
+        line_number += 1
+        if len(line) > limit and not line.endswith(b"\n"):
+            while line and not line.endswith(b"\n"):
+                line = readline(limit)
+            yield line_number, "", ("line_too_long", f"longer than {limit} bytes")
+            continue
+        text = line.decode("utf-8", errors="surrogateescape").rstrip("\r\n")
+        if line_number == 1:
+            text = text.removeprefix("\ufeff")
+        if text.strip():
+            yield line_number, text, None
+
+
 def _line_by_line_chunks(path: Path, size: int) -> Chunks:
-    """The chunks as `line_chunks` made them from `_ndjson_lines`, one line at a time."""
+    """The chunks `line_chunks` must give, made from the line-by-line reading."""
     chunks: Chunks = []
     chunk = LineChunk([], [], {})
     with EventFile(path, "ndjson") as source:
-        for line_number, text, error in source._ndjson_lines():
+        for line_number, text, error in _lines_read_one_by_one(source):
             if error is not None:
                 chunk.errors[len(chunk.texts)] = error
             chunk.numbers.append(line_number)
@@ -104,8 +124,14 @@ def test_chunks_read_by_blocks_are_the_chunks_read_line_by_line(
         patch.setattr(event_files, "READ_BLOCK_BYTES", block_bytes)
         chunks = _chunks(path, size)
         expected = _line_by_line_chunks(path, size)
+        with EventFile(path, "ndjson") as source:
+            records = [(record.line_number, record.raw, record.error) for record in source.records(decode=False)]
+        with EventFile(path, "ndjson") as source:
+            lines = list(_lines_read_one_by_one(source))
     assert chunks == expected
     assert all(len(texts) == size for _, texts, _ in chunks[:-1])
+    # `records()` (one job, CSV's sibling) reads by the same blocks.
+    assert records == lines
 
 
 @given(st.lists(st.binary(max_size=10).map(lambda line: line.replace(b"\n", b""))))

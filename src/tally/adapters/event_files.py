@@ -180,8 +180,9 @@ class EventFile:
             yield chunk
 
     def _ndjson_line_runs(self) -> Iterator[tuple[Sequence[int], list[str], dict[int, tuple[str, str]]]]:
-        """What `_ndjson_lines` yields, read by blocks of `READ_BLOCK_BYTES`: runs of consecutive
-        lines, each as (line numbers, texts, errors by index in the run).
+        """The NDJSON lines, read by blocks of `READ_BLOCK_BYTES`: runs of consecutive lines, each as
+        (line numbers, texts, errors by index in the run). Blank lines are skipped; a line longer
+        than `LINE_BYTES_MAX` has empty text and the error `line_too_long`.
 
         A block ends at its last newline; the incomplete line after it is carried into the next
         block, unless it is already longer than `LINE_BYTES_MAX`: it is then reported and the rest
@@ -223,21 +224,9 @@ class EventFile:
     def _ndjson_lines(self) -> Iterator[tuple[int, str, tuple[str, str] | None]]:
         """(line number, text, None), or (line number, "", (code, detail)) for a line that cannot be
         read; blank lines skipped."""
-        line_number = 0
-        readline = self._stream.readline
-        while True:
-            line = readline(LINE_BYTES_MAX + 1)
-            if not line:
-                return
-            line_number += 1
-            if len(line) > LINE_BYTES_MAX and not line.endswith(b"\n"):
-                while line and not line.endswith(b"\n"):  # skip the rest of the overlong line
-                    line = readline(LINE_BYTES_MAX)
-                yield line_number, "", _line_too_long(LINE_BYTES_MAX)
-                continue
-            text = _line_text(line, line_number)
-            if text is not None:
-                yield line_number, text, None
+        for numbers, texts, errors in self._ndjson_line_runs():
+            for index, (line_number, text) in enumerate(zip(numbers, texts, strict=True)):
+                yield line_number, text, errors.get(index)
 
     def _csv_records(self) -> Iterator[SourceRecord]:
         text_stream = io.TextIOWrapper(self._stream, encoding="utf-8-sig", errors="surrogateescape", newline="")
